@@ -1,0 +1,1 @@
+"""The hybridlay CNI plugin (stdlib only) and its protocol with the agent."""

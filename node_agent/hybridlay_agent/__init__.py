@@ -1,0 +1,1 @@
+"""hybridlay-agent: programs the node data plane and serves the CNI plugin."""

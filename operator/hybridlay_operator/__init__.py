@@ -1,0 +1,1 @@
+"""hybridlay-operator: runtime IPAM, status, node labels and admission webhooks (kopf)."""
