@@ -42,7 +42,7 @@ ruff check .
 echo "== import contract (pure core)"
 lint-imports
 echo "== mypy"
-mypy -p hybridlay -p hybridlay_operator -p hybridlay_agent -p hybridlay_cni
+mypy -p hybridlay -p hybridlay_operator -p hybridlay_agent -p hybridlay_cni -p hybridlay_cli -p hybridlay_lab
 
 echo "== pytest"
 set +e

@@ -1,0 +1,1 @@
+"""hybridlay: the administrator's command line (status, addresses)."""

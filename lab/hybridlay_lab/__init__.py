@@ -1,0 +1,1 @@
+"""The local lab: a whole hybridlay cluster on one machine, for newcomers and end-to-end tests."""
