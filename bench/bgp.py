@@ -23,9 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "bgp"))
 
 from bgp_rack import PASSWORD, SUBNET, TOR_ADDRESS, bgp_network, build_rack, destroy_rack, node_facts, pod_instance
-from hybridlay_agent.bgp_speaker import BGPSpeaker
 
 from hybridlay.bgp import desired_announcements, speaker_config
+from hybridlay_agent.bgp_speaker import BGPSpeaker
 
 PODS = 50
 GOAL_MEDIAN_MS = 100.0
@@ -44,8 +44,9 @@ async def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="hybridlay-bgp-bench-"))
     rack = build_rack(workdir, PASSWORD)
     speaker = None
-    monitor = await asyncio.create_subprocess_exec("ip", "-n", rack.tor, "monitor", "route",
-                                                   stdout=asyncio.subprocess.PIPE)
+    monitor = await asyncio.create_subprocess_exec(
+        "ip", "-n", rack.tor, "monitor", "route", stdout=asyncio.subprocess.PIPE
+    )
     try:
         network, node = bgp_network(password=True), node_facts("node1")
         config = speaker_config(network, node)
@@ -78,9 +79,11 @@ async def main() -> None:
     latencies_ms.sort()
     median = statistics.median(latencies_ms)
     p99 = latencies_ms[min(len(latencies_ms) - 1, round(0.99 * (len(latencies_ms) - 1)))]
-    print(f"pod announcement → ToR kernel route over {PODS} pods: min {latencies_ms[0]:.1f} ms, "
-          f"median {median:.1f} ms, p99 {p99:.1f} ms, max {latencies_ms[-1]:.1f} ms "
-          f"(goal: median ≤ {GOAL_MEDIAN_MS:.0f} ms)")
+    print(
+        f"pod announcement → ToR kernel route over {PODS} pods: min {latencies_ms[0]:.1f} ms, "
+        f"median {median:.1f} ms, p99 {p99:.1f} ms, max {latencies_ms[-1]:.1f} ms "
+        f"(goal: median ≤ {GOAL_MEDIAN_MS:.0f} ms)"
+    )
     print(json.dumps({"add_to_tor_median_ms": round(median, 1), "add_to_tor_p99_ms": round(p99, 1)}))
 
 

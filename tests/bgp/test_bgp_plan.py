@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 from bgp_rack import SUBNET, TOR_ADDRESS, bgp_network, node_facts, pod_instance
-from hybridlay_agent.bgp_speaker import BGPSpeaker, SpeakerError, check_password, render_config
 
 from hybridlay.bgp import (
     Announcement,
@@ -19,6 +18,7 @@ from hybridlay.bgp import (
 )
 from hybridlay.errors import InvalidValue
 from hybridlay.model import AddressRange, BGPPeer, Subnet
+from hybridlay_agent.bgp_speaker import BGPSpeaker, SpeakerError, check_password, render_config
 
 SPARE = BGPPeer(asn=65002, address="192.168.100.2", does_not_route_traffic=True, graceful_restart_seconds=120)
 

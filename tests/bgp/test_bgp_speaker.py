@@ -34,10 +34,10 @@ from bgp_rack import (
     sh,
     speaker_for,
 )
-from hybridlay_agent.bgp_speaker import BGPSpeaker
 
 from hybridlay.bgp import Announcement, desired_announcements, speaker_config
 from hybridlay.model import BGPPeer, IPInstance
+from hybridlay_agent.bgp_speaker import BGPSpeaker
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 NO_EXPORT = "BGP.community: (65535,65281)"

@@ -1,0 +1,108 @@
+"""``hybridlay``: networks, subnets and addresses of a cluster, read from the Kubernetes API.
+
+    hybridlay status [-o json]
+    hybridlay ipinstances [--network N] [--subnet S] [--node X] [-o wide|json]
+
+Errors (API unreachable, CRDs missing, an object the model refuses) print one line on stderr and
+exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import kubernetes
+
+from hybridlay import names
+from hybridlay.errors import InvalidValue
+from hybridlay.model import ipinstance_from_resource, network_from_resource, subnet_from_resource
+from hybridlay_cli import views
+from hybridlay_cli.kube import KubeError, api_client, list_cluster_objects
+
+T = TypeVar("T")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="hybridlay", description="Networks, subnets and addresses of hybridlay.")
+    top.add_argument("--kubeconfig", help="kubeconfig file (default: KUBECONFIG, ~/.kube/config, then in-cluster)")
+    commands = top.add_subparsers(dest="command", required=True)
+    status = commands.add_parser("status", help="networks and subnets with their address usage")
+    status.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    instances = commands.add_parser("ipinstances", help="addresses with their pod and node")
+    instances.add_argument("--network", help="only addresses of this network")
+    instances.add_argument("--subnet", help="only addresses of this subnet")
+    instances.add_argument("--node", help="only addresses bound to this node")
+    instances.add_argument("-o", "--output", choices=("table", "wide", "json"), default="table")
+    return top
+
+
+def _without_status(objects: list[dict[str, Any]], field: str) -> set[str]:
+    """Names of the objects whose status lacks ``field``.
+
+    The model defaults absent counts to 0: only the raw object tells "no status" from "nothing used".
+    """
+    return {
+        obj["metadata"]["name"]
+        for obj in objects
+        if not isinstance(obj.get("status"), dict) or field not in obj["status"]
+    }
+
+
+def _convert(kind: str, objects: list[dict[str, Any]], convert: Callable[[Mapping[str, Any]], T]) -> list[T]:
+    """Model objects; a refused object names itself in the error."""
+    result = []
+    for obj in objects:
+        try:
+            result.append(convert(obj))
+        except InvalidValue as e:
+            name = (obj.get("metadata") or {}).get("name", "?")
+            raise KubeError(f"{kind} {name}: {e}") from None
+    return result
+
+
+def status(client: kubernetes.client.ApiClient, output: str) -> str:
+    raw_networks = list_cluster_objects(client, names.PLURAL_NETWORK)
+    raw_subnets = list_cluster_objects(client, names.PLURAL_SUBNET)
+    networks = _convert(names.KIND_NETWORK, raw_networks, network_from_resource)
+    subnets = _convert(names.KIND_SUBNET, raw_subnets, subnet_from_resource)
+    networks_without = _without_status(raw_networks, "statistics")
+    subnets_without = _without_status(raw_subnets, "total")
+    computed = None
+    if networks_without or subnets_without:
+        raw_instances = list_cluster_objects(client, names.PLURAL_IPINSTANCE)
+        instances = _convert(names.KIND_IPINSTANCE, raw_instances, ipinstance_from_resource)
+        computed = views.computed_usage(networks, subnets, instances)
+    records = views.status_records(networks, subnets, computed, networks_without, subnets_without)
+    return json.dumps(records, indent=2) if output == "json" else views.render_status(records)
+
+
+def ipinstances(client: kubernetes.client.ApiClient, args: argparse.Namespace) -> str:
+    raw = list_cluster_objects(client, names.PLURAL_IPINSTANCE)
+    instances = _convert(names.KIND_IPINSTANCE, raw, ipinstance_from_resource)
+    chosen = views.select_instances(instances, args.network, args.subnet, args.node)
+    records = [views.ipinstance_record(i) for i in chosen]
+    if args.output == "json":
+        return json.dumps(records, indent=2)
+    columns = views.IPINSTANCE_WIDE_COLUMNS if args.output == "wide" else views.IPINSTANCE_COLUMNS
+    return views.render_table(columns, records)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        client = api_client(args.kubeconfig)
+        with client:
+            text = status(client, args.output) if args.command == "status" else ipinstances(client, args)
+    except KubeError as e:
+        print(f"hybridlay: error: {e}", file=sys.stderr)
+        return 1
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,492 @@
+"""Pod plumbing on the node: the veth pair, the pod's addresses and routes, the host's pod route.
+
+One sequence, as the reference plugins read: check (VLAN gateway and duplicate address) → create
+the veth with its peer born inside the pod's namespace under ``CNI_IFNAME`` (so no temporary name
+is ever visible in either namespace and a half-made pair never carries a pod's address) → host
+side → pod side → announce. On failure the host end is deleted, which removes the peer, the
+host routes and proxy entries with it: nothing is left half-applied. Everything we create hangs
+off the host veth, named from the pod (:func:`hybridlay.devices.host_veth_name`), so an ADD
+retried after a crash finds and replaces what the crash left, and DEL is one idempotent delete.
+
+The host veth carries ``hybridlay:<containerID>:<ifname>`` as its alias: GC and DEL recognise
+their attachment by it (a late DEL of a pod's old sandbox leaves the new sandbox alone).
+
+Pod-side gateway semantics (reference §5): IPv4 routes ``169.254.1.1 dev <if> scope link`` and
+``default via 169.254.1.1``, answered by proxy ARP on the host veth (MAC ee:ee:ee:ee:ee:ee).
+IPv6 uses ``default via fe80::1 dev <if>``, answered by a proxy NDP entry for fe80::1 on the host
+veth (``proxy_ndp=1``); pod addresses are added ``nodad`` so they are usable at once. The pod also
+gets a permanent neighbour entry gateway → ee:ee:ee:ee:ee:ee per family, because proxy ARP only
+answers where the node has a route to 169.254.1.1 (its default route) — not on every node.
+The CNI result reports these link-local next hops as ``gateway``, not the subnet's gateway.
+
+Namespaces are entered by a short-lived thread calling setns(2) (a network namespace is per
+thread), which opens the netlink or packet socket there: pyroute2's own netns support forks a
+child per socket (~7 ms), this costs ~0.2 ms.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import errno
+import fcntl
+import hashlib
+import ipaddress
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl.ndmsg import NTF_PROXY
+
+from hybridlay import names
+from hybridlay.dataplane.state import ROUTE_PROTOCOL, TABLE_LOCAL_PODS
+from hybridlay.devices import host_veth_name
+from hybridlay_cni.spec import E_CHECK_MISMATCH, E_PLUMBING, E_UNKNOWN_CONTAINER, CNIError
+
+ALIAS_PREFIX = "hybridlay:"
+IFA_F_NODAD = 0x02
+IFA_F_NOPREFIXROUTE = 0x200
+RT_SCOPE_LINK = 253
+NUD_PERMANENT = 0x80
+CLONE_NEWNET = 0x40000000
+SIOCGIFMTU = 0x8921
+ETH_P_ARP = 0x0806
+ARP_REQUEST, ARP_REPLY = 1, 2
+ARP_PROBE_SENDER = "0.0.0.0"  # noqa: S104 - an RFC 5227 probe's sender address, nothing binds to it
+
+_libc = ctypes.CDLL(None, use_errno=True)
+T = TypeVar("T")
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+@dataclass(frozen=True)
+class VLANCheck:
+    """Underlay (VLAN) address: probe on the host's VLAN interface before plumbing (IPv4 only)."""
+
+    interface: str
+    gateway: str
+
+
+@dataclass(frozen=True)
+class PodAddress:
+    ip: IPInterface
+    vlan_check: VLANCheck | None = None
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """One pod interface to plumb: who it is, where it goes, and what it carries."""
+
+    container_id: str
+    netns: str
+    ifname: str
+    pod_namespace: str
+    pod_name: str
+    addresses: tuple[PodAddress, ...] = ()
+    mac: str = ""
+    # The MTU, or None: then that of the first existing device in ``mtu_sources`` minus its overhead.
+    mtu: int | None = None
+    mtu_sources: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def host_ifname(self) -> str:
+        return host_veth_name(self.pod_namespace, self.pod_name)
+
+    @property
+    def alias(self) -> str:
+        return f"{ALIAS_PREFIX}{self.container_id}:{self.ifname}"
+
+
+def derived_mac(container_id: str, ifname: str) -> str:
+    """A MAC under hybridlay's pod prefix for addresses that name none; derived, so a retried ADD
+    and CHECK agree on it without stored state."""
+    digest = hashlib.sha1(f"{container_id}:{ifname}".encode(), usedforsecurity=False).digest()
+    return names.POD_MAC_PREFIX + "".join(f":{b:02x}" for b in digest[:3])
+
+
+def gateway_of(version: int) -> str:
+    """The pod's next hop: link-local, answered by the host veth (not the subnet's gateway)."""
+    return names.POD_GATEWAY_V4 if version == 4 else names.POD_GATEWAY_V6
+
+
+def host_prefix(ip: IPInterface) -> str:
+    return f"{ip.ip}/{ip.max_prefixlen}"
+
+
+def cni_result(attachment: Attachment) -> dict[str, Any]:
+    """The CNI result (1.x shape): host veth first, then the pod interface; gateway 169.254.1.1/fe80::1."""
+    return {
+        "interfaces": [
+            {"name": attachment.host_ifname, "mac": names.HOST_VETH_MAC},
+            {"name": attachment.ifname, "mac": attachment.mac, "sandbox": attachment.netns, "mtu": attachment.mtu},
+        ],
+        "ips": [
+            {"address": str(a.ip), "gateway": gateway_of(a.ip.version), "interface": 1} for a in attachment.addresses
+        ],
+        "routes": [
+            {"dst": "0.0.0.0/0" if version == 4 else "::/0", "gw": gateway_of(version)}
+            for version in sorted({a.ip.version for a in attachment.addresses})
+        ],
+    }
+
+
+# --- namespaces ---------------------------------------------------------------------------------
+
+
+def in_netns(path: str | None, fn: Callable[[], T]) -> T:
+    """Run ``fn`` in the network namespace at ``path`` (None: here) on a short-lived thread."""
+    if path is None:
+        return fn()
+    outcome: dict[str, Any] = {}
+
+    def enter_and_run() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"{path} is not a network namespace: {os.strerror(err)}")
+            finally:
+                os.close(fd)
+            outcome["value"] = fn()
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=enter_and_run, name="hybridlay-netns")
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def iproute(netns: str | None) -> Iterator[IPRoute]:
+    """An IPRoute whose socket lives in ``netns`` (None: the agent's own), without multicast groups."""
+    fd = in_netns(netns, lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 0).detach())
+    ipr = IPRoute(fileno=fd, groups=0)
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def write_sysctl(netns: str | None, key: str, value: str) -> None:
+    path = "/proc/sys/" + key.replace(".", "/")
+
+    def write() -> None:
+        with open(path, "w") as f:
+            f.write(value)
+
+    in_netns(netns, write)
+
+
+def device_mtu(netns: str | None, ifname: str) -> int | None:
+    """A device's MTU (None: no such device) by SIOCGIFMTU: ~50 times cheaper than a pyroute2 request."""
+    sock = in_netns(netns, lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    with sock:
+        try:
+            reply = fcntl.ioctl(sock, SIOCGIFMTU, struct.pack("16si", ifname.encode(), 0))
+        except OSError:
+            return None
+    return int(struct.unpack("16si", reply)[1])
+
+
+def link_index(ipr: IPRoute, ifname: str) -> int | None:
+    found = ipr.link_lookup(ifname=ifname)
+    return found[0] if found else None
+
+
+# --- ARP on the VLAN interface ------------------------------------------------------------------
+
+
+def _arp_frame(src_mac: bytes, op: int, sender_ip: str, target_ip: str, dst_mac: bytes = b"\xff" * 6) -> bytes:
+    target_mac = b"\x00" * 6 if op == ARP_REQUEST else dst_mac
+    return (
+        dst_mac
+        + src_mac
+        + struct.pack("!HHHBBH", ETH_P_ARP, 1, 0x0800, 6, 4, op)
+        + src_mac
+        + socket.inet_aton(sender_ip)
+        + target_mac
+        + socket.inet_aton(target_ip)
+    )
+
+
+def arp_resolve(netns: str | None, interface: str, sender_ip: str, target_ip: str, timeout: float) -> bool:
+    """Whether ``target_ip`` answers an ARP request sent on ``interface`` within ``timeout`` seconds.
+
+    ``sender_ip`` 0.0.0.0 makes it an RFC 5227 probe (duplicate detection without disturbing caches).
+    """
+    sock = in_netns(netns, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)))
+    with sock:
+        try:
+            sock.bind((interface, ETH_P_ARP))
+        except OSError as exc:
+            raise CNIError(E_PLUMBING, f"VLAN interface {interface} is not usable", str(exc)) from None
+        src_mac = sock.getsockname()[4]
+        request = _arp_frame(src_mac, ARP_REQUEST, sender_ip, target_ip)
+        wanted = socket.inet_aton(target_ip)
+        deadline = time.monotonic() + timeout
+        next_send = 0.0
+        while (now := time.monotonic()) < deadline:
+            if now >= next_send:
+                sock.send(request)
+                next_send = now + min(0.2, timeout / 3)
+            sock.settimeout(max(0.001, min(deadline, next_send) - now))
+            try:
+                frame = sock.recv(128)
+            except TimeoutError:
+                continue
+            if len(frame) >= 42 and struct.unpack("!H", frame[20:22])[0] == ARP_REPLY and frame[28:32] == wanted:
+                return True
+    return False
+
+
+def send_gratuitous_arp(netns: str | None, interface: str, ip: str) -> None:
+    sock = in_netns(netns, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)))
+    with sock:
+        sock.bind((interface, ETH_P_ARP))
+        sock.send(_arp_frame(sock.getsockname()[4], ARP_REQUEST, ip, ip))
+
+
+# --- the plumber --------------------------------------------------------------------------------
+
+
+class Plumber:
+    """ADD, CHECK, DEL and GC of pod interfaces; synchronous (the server runs it on a worker thread).
+
+    ``host_netns`` is the namespace of the node's data plane: None when the agent runs in it (the
+    normal case), a path when it does not (tests and the benchmark plumb into node namespaces).
+    """
+
+    def __init__(self, host_netns: str | None = None, vlan_check_timeout: float = 1.0) -> None:
+        self.host_netns = host_netns
+        self.vlan_check_timeout = vlan_check_timeout
+
+    def add(self, attachment: Attachment) -> dict[str, Any]:
+        self._check_vlan(attachment)
+        try:
+            pod_fd = os.open(attachment.netns, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise CNIError(E_UNKNOWN_CONTAINER, f"CNI_NETNS {attachment.netns}: no such network namespace") from None
+        try:
+            attachment = self._with_mtu(attachment)
+            with iproute(self.host_netns) as host:
+                try:
+                    self._create_veth(host, attachment, pod_fd)
+                except NetlinkError as exc:
+                    raise CNIError(
+                        E_PLUMBING,
+                        f"creating veth {attachment.host_ifname} with peer {attachment.ifname} in {attachment.netns}"
+                        " failed",
+                        str(exc),
+                    ) from None
+                try:
+                    peer_index = self._plumb_host(host, attachment)
+                    with iproute(attachment.netns) as pod:
+                        self._plumb_pod(pod, attachment, peer_index)
+                    for address in attachment.addresses:
+                        if address.vlan_check:
+                            send_gratuitous_arp(self.host_netns, address.vlan_check.interface, str(address.ip.ip))
+                except BaseException:
+                    with contextlib.suppress(NetlinkError):
+                        host.link("del", ifname=attachment.host_ifname)
+                    raise
+        finally:
+            os.close(pod_fd)
+        return cni_result(attachment)
+
+    def _with_mtu(self, attachment: Attachment) -> Attachment:
+        if attachment.mtu is not None:
+            return attachment
+        for device, overhead in attachment.mtu_sources:
+            mtu = device_mtu(self.host_netns, device)
+            if mtu is not None:
+                return dataclasses.replace(attachment, mtu=mtu - overhead)
+        devices = ", ".join(device for device, _ in attachment.mtu_sources)
+        raise CNIError(E_PLUMBING, f"none of the devices giving the pod MTU exists on this node: {devices}")
+
+    def _check_vlan(self, attachment: Attachment) -> None:
+        for address in attachment.addresses:
+            check = address.vlan_check
+            if check is None or address.ip.version != 4:
+                continue
+            ip = str(address.ip.ip)
+            if arp_resolve(self.host_netns, check.interface, ARP_PROBE_SENDER, ip, min(0.3, self.vlan_check_timeout)):
+                raise CNIError(E_PLUMBING, f"address {ip} is already in use on {check.interface} (duplicate address)")
+            if not arp_resolve(self.host_netns, check.interface, ip, check.gateway, self.vlan_check_timeout):
+                raise CNIError(
+                    E_PLUMBING,
+                    f"vlan network seems not working: gateway {check.gateway} does not answer ARP on"
+                    f" {check.interface} within {self.vlan_check_timeout:g}s",
+                )
+
+    def _create_veth(self, host: IPRoute, attachment: Attachment, pod_fd: int) -> None:
+        """The pair, its peer born in the pod; a host veth of the same pod (a crashed or repeated
+        ADD, an older sandbox) is replaced."""
+        request = {
+            "ifname": attachment.host_ifname,
+            "kind": "veth",
+            "address": names.HOST_VETH_MAC,
+            "mtu": attachment.mtu,
+            "peer": {
+                "ifname": attachment.ifname,
+                "net_ns_fd": pod_fd,
+                "address": attachment.mac,
+                "mtu": attachment.mtu,
+            },
+        }
+        try:
+            host.link("add", **request)
+        except NetlinkError as exc:
+            if exc.code != errno.EEXIST:
+                raise
+            host.link("del", ifname=attachment.host_ifname)
+            host.link("add", **request)
+
+    def _plumb_host(self, host: IPRoute, attachment: Attachment) -> int:
+        """Configure the host end; returns the pod end's ifindex (in the pod's namespace)."""
+        link = host.link("get", ifname=attachment.host_ifname)[0]
+        index = link["index"]
+        conf = attachment.host_ifname
+        if any(a.ip.version == 4 for a in attachment.addresses):
+            write_sysctl(self.host_netns, f"net.ipv4.conf.{conf}.proxy_arp", "1")
+        if any(a.ip.version == 6 for a in attachment.addresses):
+            write_sysctl(self.host_netns, f"net.ipv6.conf.{conf}.proxy_ndp", "1")
+            host.neigh("add", dst=names.POD_GATEWAY_V6, ifindex=index, flags=NTF_PROXY, family=socket.AF_INET6)
+        host.link("set", index=index, ifalias=attachment.alias, state="up")
+        for address in attachment.addresses:
+            host.route(
+                "replace",
+                dst=host_prefix(address.ip),
+                oif=index,
+                table=TABLE_LOCAL_PODS,
+                proto=ROUTE_PROTOCOL,  # the same route the agent's planner wants: no churn
+                scope=RT_SCOPE_LINK,
+                family=socket.AF_INET if address.ip.version == 4 else socket.AF_INET6,
+            )
+        return int(link.get("link"))  # IFLA_LINK of a veth: its peer's index
+
+    def _plumb_pod(self, pod: IPRoute, attachment: Attachment, index: int) -> None:
+        for address in attachment.addresses:
+            flags = IFA_F_NOPREFIXROUTE | (IFA_F_NODAD if address.ip.version == 6 else 0)
+            prefixlen = address.ip.network.prefixlen
+            pod.addr("add", index=index, address=str(address.ip.ip), prefixlen=prefixlen, flags=flags)
+        pod.link("set", index=index, state="up")
+        for version in sorted({a.ip.version for a in attachment.addresses}):
+            family = socket.AF_INET if version == 4 else socket.AF_INET6
+            gw = gateway_of(version)
+            # A permanent entry for the gateway: the pod's first packet needs no ARP/NDP round trip,
+            # and it works even where the host's proxy cannot (no route to 169.254.1.1 on the node).
+            pod.neigh("replace", dst=gw, lladdr=names.HOST_VETH_MAC, ifindex=index, state=NUD_PERMANENT, family=family)
+            if version == 4:
+                pod.route("add", dst=f"{gw}/32", oif=index, scope=RT_SCOPE_LINK)
+            pod.route("add", dst="0.0.0.0/0" if version == 4 else "::/0", gateway=gw, oif=index, family=family)
+
+    def delete(self, container_id: str, ifname: str, pod_namespace: str, pod_name: str) -> None:
+        """Idempotent: a missing link is success; a link of another sandbox of the pod stays."""
+        host_ifname = host_veth_name(pod_namespace, pod_name)
+        with iproute(self.host_netns) as host:
+            try:
+                link = host.link("get", ifname=host_ifname)[0]
+            except NetlinkError as exc:
+                if exc.code == errno.ENODEV:
+                    return
+                raise
+            alias = link.get("ifalias") or ""
+            if alias.startswith(ALIAS_PREFIX) and alias != f"{ALIAS_PREFIX}{container_id}:{ifname}":
+                return
+            with contextlib.suppress(NetlinkError):
+                host.link("del", index=link["index"])
+
+    def gc(self, valid: set[tuple[str, str]]) -> list[str]:
+        """Delete host veths whose (containerID, ifname) the runtime no longer lists; returns their names."""
+        removed = []
+        with iproute(self.host_netns) as host:
+            for link in host.get_links():
+                alias = link.get("ifalias") or ""
+                if not alias.startswith(ALIAS_PREFIX):
+                    continue
+                container_id, _, ifname = alias[len(ALIAS_PREFIX) :].partition(":")
+                if (container_id, ifname) in valid:
+                    continue
+                with contextlib.suppress(NetlinkError):
+                    host.link("del", index=link["index"])
+                    removed.append(link.get("ifname"))
+        return removed
+
+    def check(self, attachment: Attachment) -> None:
+        """Compare both ends with the expected state; any difference is a CNI error listing them all."""
+        problems: list[str] = []
+        attachment = self._with_mtu(attachment)
+        with iproute(self.host_netns) as host:
+            problems += self._check_host(host, attachment)
+        try:
+            with iproute(attachment.netns) as pod:
+                problems += self._check_pod(pod, attachment)
+        except FileNotFoundError:
+            problems.append(f"network namespace {attachment.netns} does not exist")
+        if problems:
+            message = f"pod interface {attachment.ifname} differs from its expected state"
+            raise CNIError(E_CHECK_MISMATCH, message, "; ".join(problems))
+
+    def _check_host(self, host: IPRoute, attachment: Attachment) -> list[str]:
+        name = attachment.host_ifname
+        index = link_index(host, name)
+        if index is None:
+            return [f"host veth {name} is missing"]
+        link = host.link("get", index=index)[0]
+        problems = _link_problems(link, f"host veth {name}", names.HOST_VETH_MAC, attachment.mtu)
+        if link.get("ifalias") != attachment.alias:
+            problems.append(f"host veth {name} belongs to {link.get('ifalias')!r}, not {attachment.alias!r}")
+        for address in attachment.addresses:
+            family = socket.AF_INET if address.ip.version == 4 else socket.AF_INET6
+            dst = str(address.ip.ip)
+            routes = host.route("dump", family=family, table=TABLE_LOCAL_PODS)
+            if not any(r.get("dst") == dst and r.get("oif") == index for r in routes):
+                problems.append(f"route {host_prefix(address.ip)} dev {name} table {TABLE_LOCAL_PODS} is missing")
+        return problems
+
+    def _check_pod(self, pod: IPRoute, attachment: Attachment) -> list[str]:
+        index = link_index(pod, attachment.ifname)
+        if index is None:
+            return [f"interface {attachment.ifname} is missing in {attachment.netns}"]
+        link = pod.link("get", index=index)[0]
+        problems = _link_problems(link, f"interface {attachment.ifname}", attachment.mac, attachment.mtu)
+        present = {(a.get("address"), a["prefixlen"]) for a in pod.addr("dump", index=index)}
+        for address in attachment.addresses:
+            if (str(address.ip.ip), address.ip.network.prefixlen) not in present:
+                problems.append(f"address {address.ip} is missing on {attachment.ifname}")
+        for version in sorted({a.ip.version for a in attachment.addresses}):
+            family = socket.AF_INET if version == 4 else socket.AF_INET6
+            routes = [r for r in pod.route("dump", family=family) if r.get("oif") == index]
+            gw = gateway_of(version)
+            if version == 4 and not any(r.get("dst") == gw and r["dst_len"] == 32 for r in routes):
+                problems.append(f"route {gw} dev {attachment.ifname} scope link is missing")
+            if not any(r["dst_len"] == 0 and r.get("gateway") == gw for r in routes):
+                problems.append(f"default route via {gw} dev {attachment.ifname} is missing")
+        return problems
+
+
+def _link_problems(link: Any, what: str, mac: str, mtu: int | None) -> list[str]:
+    problems = []
+    if link.get("address") != mac.lower():
+        problems.append(f"{what} has MAC {link.get('address')}, expected {mac.lower()}")
+    if link.get("mtu") != mtu:
+        problems.append(f"{what} has MTU {link.get('mtu')}, expected {mtu}")
+    if not link["flags"] & 1:  # IFF_UP
+        problems.append(f"{what} is down")
+    kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+    if kind not in (None, "veth"):
+        problems.append(f"{what} is a {kind}, not a veth")
+    return problems
+

@@ -1,0 +1,71 @@
+"""The agent's settings: command line, with environment variables as defaults (a DaemonSet sets env)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hybridlay import devices
+from hybridlay.errors import InvalidValue
+
+DEFAULT_CNI_SOCKET = Path("/run/hybridlay/cni.sock")
+
+
+@dataclass(frozen=True)
+class Settings:
+    node_name: str
+    vxlan_parent: str
+    vlan_parent: str
+    bgp_parent: str | None = None
+    kubeconfig: Path | None = None  # None: in-cluster service account
+    cni_socket: Path = DEFAULT_CNI_SOCKET
+    resync_seconds: float = 30.0
+    vtep_ip: str | None = None  # None: the VXLAN parent's first global address (IPv4 preferred)
+    cni_server: bool = True
+    answer_neighbour_misses: bool = True
+
+
+def parse_args(argv: list[str] | None = None) -> Settings:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="hybridlay-agent", description="hybridlay node agent")
+    parser.add_argument("--node-name", default=env.get("NODE_NAME"), help="this node's name (env NODE_NAME)")
+    parser.add_argument("--kubeconfig", default=env.get("KUBECONFIG"), help="kubeconfig file; default in-cluster")
+    parser.add_argument("--vxlan-parent", default=env.get("HYBRIDLAY_VXLAN_PARENT"), help="VXLAN underlay interface")
+    parser.add_argument("--vlan-parent", default=env.get("HYBRIDLAY_VLAN_PARENT"), help="VLAN parent interface")
+    parser.add_argument("--bgp-parent", default=env.get("HYBRIDLAY_BGP_PARENT"), help="BGP interface")
+    parser.add_argument("--cni-socket", default=env.get("HYBRIDLAY_CNI_SOCKET", str(DEFAULT_CNI_SOCKET)))
+    parser.add_argument("--resync-seconds", type=float, default=float(env.get("HYBRIDLAY_RESYNC_SECONDS", "30")))
+    parser.add_argument("--vtep-ip", default=env.get("HYBRIDLAY_VTEP_IP"), help="VTEP address (default: parent's)")
+    parser.add_argument("--no-cni-server", action="store_true", help="do not serve the CNI socket")
+    parser.add_argument(
+        "--no-neighbour-miss",
+        action="store_true",
+        help="do not answer the kernel's neighbour misses on the VXLAN device (it then broadcasts ARP/NDP)",
+    )
+    args = parser.parse_args(argv)
+    if not args.node_name:
+        parser.error("--node-name (or NODE_NAME) is required")
+    if not args.vxlan_parent:
+        parser.error("--vxlan-parent (or HYBRIDLAY_VXLAN_PARENT) is required")
+    if args.resync_seconds <= 0:
+        parser.error(f"--resync-seconds {args.resync_seconds}: must be positive")
+    for option, name in (("--vxlan-parent", args.vxlan_parent), ("--vlan-parent", args.vlan_parent)):
+        try:
+            if name:
+                devices.vlan_interface_name(name, 0)
+        except InvalidValue as e:
+            parser.error(f"{option} {e.value}: {e.reason}")
+    return Settings(
+        node_name=args.node_name,
+        vxlan_parent=args.vxlan_parent,
+        vlan_parent=args.vlan_parent or args.vxlan_parent,
+        bgp_parent=args.bgp_parent,
+        kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
+        cni_socket=Path(args.cni_socket),
+        resync_seconds=args.resync_seconds,
+        vtep_ip=args.vtep_ip,
+        cni_server=not args.no_cni_server,
+        answer_neighbour_misses=not args.no_neighbour_miss,
+    )

@@ -1,0 +1,292 @@
+"""Plugin ↔ agent socket ↔ plumbing in real namespaces.
+
+The plugin is the real executable run as a subprocess with CNI_* variables; the agent is the real
+CNIServer (in-process) plumbing into a node namespace. Only the cluster view is a stand-in
+(:class:`cnitest.StaticView`, fixed IPInstances: there is no Kubernetes API here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import os
+import stat
+import subprocess
+
+import pytest
+from cnitest import UPLINK, UPLINK_MTU, PluginRun, ip_json, pod_instances, run_plugin, sh, table_routes
+
+from hybridlay.devices import host_veth_name
+from hybridlay.model import Network, NetworkMode, NetworkType
+from hybridlay_agent.cni_server import CNIServer
+
+pytestmark = pytest.mark.netns
+
+
+def exec_in(netns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return sh("ip", "netns", "exec", os.path.basename(netns), *args, check=check)
+
+
+def links(netns: str) -> dict[str, dict]:
+    return {link["ifname"]: link for link in ip_json(netns, "link", "show")}
+
+
+def test_socket_is_root_only(agent):
+    assert stat.S_IMODE(os.stat(agent.socket).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(agent.socket)).st_mode) == 0o700
+
+
+def test_socket_directory_others_may_write_is_refused(view, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    server = CNIServer(str(shared / "cni.sock"), view)
+    with pytest.raises(PermissionError, match="mode 1777"):
+        asyncio.run(server.start())
+    assert not (shared / "cni.sock").exists()
+
+
+def test_add_check_del_dual_stack(agent, node, view, pods):
+    pod = pods("a")
+    view.pods[("default", "web-0")] = pod_instances("default", "web-0", "10.66.0.5/24", "fd66::5/64")
+    add = run_plugin("ADD", agent.config(), container_id="c1", netns=pod, pod=("default", "web-0"))
+    assert add.code == 0, add.raw
+    host = host_veth_name("default", "web-0")
+    result = add.output
+    assert result["cniVersion"] == "1.1.0"
+    assert result["interfaces"][0] == {"name": host, "mac": "ee:ee:ee:ee:ee:ee"}
+    pod_if = result["interfaces"][1]
+    assert pod_if["name"] == "eth0" and pod_if["sandbox"] == pod and pod_if["mtu"] == UPLINK_MTU - 50
+    assert result["ips"] == [
+        {"address": "10.66.0.5/24", "gateway": "169.254.1.1", "interface": 1},
+        {"address": "fd66::5/64", "gateway": "fe80::1", "interface": 1},
+    ]
+    assert result["routes"] == [{"dst": "0.0.0.0/0", "gw": "169.254.1.1"}, {"dst": "::/0", "gw": "fe80::1"}]
+
+    # The pod's side: MAC, MTU, addresses without prefix routes, link-local gateway routes.
+    eth0 = ip_json(pod, "addr", "show", "eth0")[0]
+    assert eth0["address"] == pod_if["mac"] and eth0["mtu"] == UPLINK_MTU - 50 and "UP" in eth0["flags"]
+    addrs = {(a["local"], a["prefixlen"]): a for a in eth0["addr_info"] if a["scope"] == "global"}
+    assert set(addrs) == {("10.66.0.5", 24), ("fd66::5", 64)}
+    assert all(a.get("noprefixroute") for a in addrs.values())
+    routes4 = ip_json(pod, "-4", "route", "show")
+    assert {"dst": "default", "gateway": "169.254.1.1", "dev": "eth0"}.items() <= routes4[0].items()
+    assert any(r["dst"] == "169.254.1.1" and r.get("scope") == "link" for r in routes4)
+    assert not any(r["dst"] == "10.66.0.0/24" for r in routes4)
+    assert any(r["dst"] == "default" and r.get("gateway") == "fe80::1" for r in ip_json(pod, "-6", "route", "show"))
+
+    # The host's side: veth MAC, proxy ARP/NDP, pod routes in table 39999.
+    veth = links(node.path)[host]
+    assert veth["address"] == "ee:ee:ee:ee:ee:ee" and veth["ifalias"] == "hybridlay:c1:eth0"
+    assert exec_in(node.path, "cat", f"/proc/sys/net/ipv4/conf/{host}/proxy_arp").stdout.strip() == "1"
+    assert exec_in(node.path, "cat", f"/proc/sys/net/ipv6/conf/{host}/proxy_ndp").stdout.strip() == "1"
+    assert table_routes(node.path, "-4") == ["10.66.0.5"]
+    assert table_routes(node.path, "-6") == ["fd66::5"]
+    assert "fe80::1" in sh("ip", "-6", "-n", node.name, "neigh", "show", "proxy").stdout
+    assert view.reconciles == 1
+
+    check_config = agent.config(prevResult=result)
+    check = run_plugin("CHECK", check_config, container_id="c1", netns=pod, pod=("default", "web-0"))
+    assert check.code == 0 and check.output is None, check.raw
+
+    # Break the pod: CHECK must notice exactly what differs.
+    sh("ip", "-n", os.path.basename(pod), "route", "del", "default")
+    sh("ip", "-n", os.path.basename(pod), "link", "set", "eth0", "address", "02:00:00:00:00:01")
+    broken = run_plugin("CHECK", check_config, container_id="c1", netns=pod, pod=("default", "web-0"))
+    assert broken.code == 1 and broken.output["code"] == 100, broken.raw
+    assert "default route via 169.254.1.1" in broken.output["details"]
+    assert "MAC 02:00:00:00:00:01" in broken.output["details"]
+
+    for _ in range(2):  # DEL is idempotent
+        deleted = run_plugin("DEL", agent.config(), container_id="c1", netns=pod, pod=("default", "web-0"))
+        assert deleted.code == 0 and deleted.output is None, deleted.raw
+        assert host not in links(node.path) and "eth0" not in links(pod)
+    assert table_routes(node.path, "-4") == []
+    # DEL without a netns (the runtime already removed it) is success too.
+    assert run_plugin("DEL", agent.config(), container_id="c1", pod=("default", "web-0")).code == 0
+
+
+@pytest.mark.parametrize("version", ["0.3.1", "0.4.0", "1.0.0"])
+def test_add_result_in_older_versions(agent, view, pods, version):
+    pod = pods("v")
+    view.pods[("default", "old")] = pod_instances("default", "old", "10.66.1.5/24")
+    add = run_plugin("ADD", agent.config(version), container_id="c2", netns=pod, pod=("default", "old"))
+    assert add.code == 0, add.raw
+    ip = add.output["ips"][0]
+    assert add.output["cniVersion"] == version
+    assert ("version" in ip) == (version != "1.0.0") and ip["interface"] == 1
+    assert run_plugin("DEL", agent.config(version), container_id="c2", netns=pod, pod=("default", "old")).code == 0
+
+
+def test_pods_reach_each_other_through_the_host(agent, view, pods):
+    a, b = pods("a"), pods("b")
+    view.pods[("default", "a")] = pod_instances("default", "a", "10.66.2.10/24", "fd66:2::10/64")
+    view.pods[("default", "b")] = pod_instances("default", "b", "10.66.2.11/24", "fd66:2::11/64")
+    for cid, netns, name in (("ca", a, "a"), ("cb", b, "b")):
+        assert run_plugin("ADD", agent.config(), container_id=cid, netns=netns, pod=("default", name)).code == 0
+    exec_in(a, "ping", "-c", "2", "-i", "0.2", "-W", "2", "10.66.2.11")
+    exec_in(a, "ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", "fd66:2::11")
+    # After DEL of b, a can no longer reach it.
+    assert run_plugin("DEL", agent.config(), container_id="cb", netns=b, pod=("default", "b")).code == 0
+    assert exec_in(a, "ping", "-c", "1", "-W", "1", "10.66.2.11", check=False).returncode != 0
+
+
+def test_add_after_a_crash_converges(agent, node, view, pods):
+    """A crash after the veth was made (no addresses, no routes) is repaired by the retried ADD."""
+    pod = pods("c")
+    host = host_veth_name("default", "crashed")
+    pod_name = os.path.basename(pod)
+    sh("ip", "-n", node.name, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", pod_name)
+    view.pods[("default", "crashed")] = pod_instances("default", "crashed", "10.66.3.5/24")
+    add = run_plugin("ADD", agent.config(), container_id="c3", netns=pod, pod=("default", "crashed"))
+    assert add.code == 0, add.raw
+    check_config = agent.config(prevResult=add.output)
+    check = run_plugin("CHECK", check_config, container_id="c3", netns=pod, pod=("default", "crashed"))
+    assert check.code == 0, check.raw
+    # And a plain repeated ADD converges to the same state.
+    again = run_plugin("ADD", agent.config(), container_id="c3", netns=pod, pod=("default", "crashed"))
+    assert again.code == 0 and again.output == add.output, again.raw
+
+
+def test_failed_add_leaves_nothing(agent, node, view, pods):
+    pod = pods("f")
+    sh("ip", "-n", os.path.basename(pod), "link", "add", "eth0", "type", "veth", "peer", "name", "other")
+    view.pods[("default", "taken")] = pod_instances("default", "taken", "10.66.4.5/24")
+    add = run_plugin("ADD", agent.config(), container_id="c4", netns=pod, pod=("default", "taken"))
+    assert add.code == 1 and add.output["code"] == 101, add.raw
+    assert host_veth_name("default", "taken") not in links(node.path)
+    assert table_routes(node.path, "-4") == []
+
+
+def test_missing_ipinstance_is_try_again_later(agent, node, pods):
+    pod = pods("t")
+    add = run_plugin("ADD", agent.config(), container_id="c5", netns=pod, pod=("default", "nobody"))
+    assert add.code == 1 and add.output["code"] == 11, add.raw
+    assert "no IPInstance for pod default/nobody" in add.output["msg"]
+    assert host_veth_name("default", "nobody") not in links(node.path)
+
+
+def test_missing_netns_on_add_is_unknown_container(agent, view, prefix):
+    view.pods[("default", "gone")] = pod_instances("default", "gone", "10.66.5.5/24")
+    gone = f"/var/run/netns/{prefix}gone"
+    add = run_plugin("ADD", agent.config(), container_id="c6", netns=gone, pod=("default", "gone"))
+    assert add.code == 1 and add.output["code"] == 3, add.raw
+
+
+def test_gc_removes_only_stale_attachments(agent, node, view, pods):
+    keep, stale = pods("k"), pods("s")
+    view.pods[("default", "keep")] = pod_instances("default", "keep", "10.66.6.5/24")
+    view.pods[("default", "stale")] = pod_instances("default", "stale", "10.66.6.6/24")
+    assert run_plugin("ADD", agent.config(), container_id="ck", netns=keep, pod=("default", "keep")).code == 0
+    assert run_plugin("ADD", agent.config(), container_id="cs", netns=stale, pod=("default", "stale")).code == 0
+    gc_config = agent.config(**{"cni.dev/valid-attachments": [{"containerID": "ck", "ifname": "eth0"}]})
+    gc = run_plugin("GC", gc_config, ifname="")
+    assert gc.code == 0 and gc.output is None, gc.raw
+    present = links(node.path)
+    assert host_veth_name("default", "keep") in present and host_veth_name("default", "stale") not in present
+    assert run_plugin("STATUS", agent.config(), ifname="").code == 0
+
+
+def test_late_del_of_an_old_sandbox_keeps_the_new_one(agent, node, view, pods):
+    """A StatefulSet pod re-created with the same name: the old sandbox's DEL must not unplumb it."""
+    old, new = pods("o"), pods("n")
+    view.pods[("default", "db-0")] = pod_instances("default", "db-0", "10.66.7.5/24")
+    assert run_plugin("ADD", agent.config(), container_id="old", netns=old, pod=("default", "db-0")).code == 0
+    assert run_plugin("ADD", agent.config(), container_id="new", netns=new, pod=("default", "db-0")).code == 0
+    assert run_plugin("DEL", agent.config(), container_id="old", netns=old, pod=("default", "db-0")).code == 0
+    assert links(node.path)[host_veth_name("default", "db-0")]["ifalias"] == "hybridlay:new:eth0"
+
+
+@pytest.fixture
+def gateway_ns(node, prefix):
+    """The underlay gateway: the far end of the node's uplink (untagged, netID 0) holds 10.77.0.1."""
+    sh("ip", "-n", node.peer, "addr", "add", "10.77.0.1/24", "dev", node.peer)
+    return node.peer
+
+
+def vlan_pod(view, name: str, ip: str) -> None:
+    network = Network("underlay", type=NetworkType.UNDERLAY, mode=NetworkMode.VLAN, net_id=0)
+    view.pods[("default", name)] = pod_instances("default", name, ip, network=network, gateway="10.77.0.1")
+
+
+def test_vlan_add_checks_gateway_and_announces(agent, node, view, pods, gateway_ns):
+    pod = pods("u")
+    vlan_pod(view, "under", "10.77.0.50/24")
+    sh("ip", "netns", "exec", gateway_ns, "ip", "neigh", "flush", "all")
+    add = run_plugin("ADD", agent.config(), container_id="cu", netns=pod, pod=("default", "under"))
+    assert add.code == 0, add.raw
+    # The gratuitous ARP taught the gateway where the pod's address lives (the node's uplink MAC).
+    uplink_mac = links(node.path)[UPLINK]["address"]
+    neigh = ip_json(f"/var/run/netns/{gateway_ns}", "neigh", "show", "10.77.0.50")
+    assert neigh and neigh[0]["lladdr"] == uplink_mac
+
+
+def test_vlan_add_fails_when_gateway_is_silent(agent, node, view, pods, gateway_ns):
+    pod = pods("g")
+    sh("ip", "-n", gateway_ns, "addr", "flush", "dev", gateway_ns)
+    vlan_pod(view, "lonely", "10.77.0.51/24")
+    add = run_plugin("ADD", agent.config(), container_id="cg", netns=pod, pod=("default", "lonely"))
+    assert add.code == 1 and "vlan network seems not working" in add.output["msg"], add.raw
+    assert host_veth_name("default", "lonely") not in links(node.path) and "eth0" not in links(pod)
+
+
+def test_vlan_add_refuses_a_duplicate_address(agent, node, view, pods, gateway_ns):
+    pod = pods("d")
+    sh("ip", "-n", gateway_ns, "addr", "add", "10.77.0.52/24", "dev", gateway_ns)
+    vlan_pod(view, "dup", "10.77.0.52/24")
+    add = run_plugin("ADD", agent.config(), container_id="cd", netns=pod, pod=("default", "dup"))
+    assert add.code == 1 and "already in use" in add.output["msg"], add.raw
+    assert host_veth_name("default", "dup") not in links(node.path)
+
+
+def test_overlay_pod_takes_the_vxlan_devices_mtu(agent, node, view, pods):
+    """Once the data plane has made the VXLAN device (here by hand), pods follow its MTU."""
+    sh("ip", "-n", node.name, "link", "add", f"{UPLINK}.vxlan4", "mtu", "1400", "type", "vxlan", "id", "4",
+       "dev", UPLINK, "dstport", "8472")  # fmt: skip
+    pod = pods("m")
+    view.pods[("default", "mtu")] = pod_instances("default", "mtu", "10.66.11.5/24")
+    add = run_plugin("ADD", agent.config(), container_id="cm", netns=pod, pod=("default", "mtu"))
+    assert add.code == 0 and add.output["interfaces"][1]["mtu"] == 1400, add.raw
+    assert links(pod)["eth0"]["mtu"] == 1400 and links(node.path)[host_veth_name("default", "mtu")]["mtu"] == 1400
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        (lambda pod: pod + "/../../../etc/passwd", "eth0", None, 4),
+        (lambda pod: pod, "../../eth0", None, 4),
+        (lambda pod: pod, "a" * 16, None, 4),
+        (lambda pod: pod, "eth0", {"cniVersion": "9.9.9", "type": "hybridlay", "name": "x"}, 1),
+        (lambda pod: pod, "eth0", {"cniVersion": "1.0.0", "type": "hybridlay", "name": "x", "ipam": {}}, 2),
+    ],
+)
+def test_hostile_calls_change_nothing(agent, node, pods, case):
+    netns_of, ifname, stdin_config, code = case
+    pod = pods("h")
+    agent.view.pods[("default", "target")] = pod_instances("default", "target", "10.66.12.5/24")
+    before = set(links(node.path)), set(links(pod))
+    config = agent.config(**(stdin_config or {}))
+    add = run_plugin("ADD", config, container_id="ch", netns=netns_of(pod), ifname=ifname, pod=("default", "target"))
+    assert add.code == 1 and add.output["code"] == code, add.raw
+    assert (set(links(node.path)), set(links(pod))) == before
+    assert table_routes(node.path, "-4") == []
+
+
+def test_concurrent_adds_all_converge(agent, node, pods):
+    """Ten runtimes calling at once (and one pod twice): every pod ends up plumbed exactly once."""
+    calls = []
+    for i in range(10):
+        netns = pods(f"x{i}")
+        agent.view.pods[("default", f"many-{i}")] = pod_instances("default", f"many-{i}", f"10.66.13.{i + 10}/24")
+        calls.append((f"cx{i}", netns, ("default", f"many-{i}")))
+    calls.append(calls[0])
+
+    def add(call: tuple) -> PluginRun:
+        return run_plugin("ADD", agent.config(), container_id=call[0], netns=call[1], pod=call[2])
+
+    with concurrent.futures.ThreadPoolExecutor(len(calls)) as pool:
+        runs = list(pool.map(add, calls))
+    assert all(run.code == 0 for run in runs), [run.raw for run in runs if run.code]
+    assert sorted(table_routes(node.path, "-4")) == sorted(f"10.66.13.{i + 10}" for i in range(10))
+    for cid, netns, pod in calls[:10]:
+        assert run_plugin("CHECK", agent.config(), container_id=cid, netns=netns, pod=pod).code == 0

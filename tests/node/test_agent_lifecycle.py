@@ -1,0 +1,117 @@
+"""Agent restarts without disturbing traffic, converges with zero writes, and leaves foreign state alone."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+from nodebed import NODE_IP, NodeCluster, sh
+
+from hybridlay import names
+from hybridlay.addresses import instance_name
+
+pytestmark = [pytest.mark.netns, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def cluster(node_cluster: NodeCluster) -> NodeCluster:
+    node_cluster.add_pod("x1", "n1", ["10.244.1.11", "fd00:10::1:11"])
+    node_cluster.add_pod("y2", "n2", ["10.244.1.22"])
+    assert node_cluster.ping(node_cluster.pods["x1"].netns, "10.244.1.22")
+    return node_cluster
+
+
+def test_restart_loses_no_packet_and_changes_nothing(cluster: NodeCluster) -> None:
+    ping = subprocess.Popen(
+        ["ip", "netns", "exec", cluster.pods["x1"].netns, "ping", "-n", "-q", "-i", "0.05", "-W", "1", "10.244.1.22"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(0.5)
+        before = len(cluster.reconciles("n1"))
+        cluster.stop_agent("n1")
+        time.sleep(0.5)  # no agent at all for a moment
+        cluster.start_agent("n1")
+        first = cluster.wait_reconciled("n1", after=before)
+        time.sleep(0.5)
+    finally:
+        ping.send_signal(2)
+        out, _ = ping.communicate(timeout=10)
+    sent, received = map(int, re.search(r"(\d+) packets transmitted, (\d+) received", out).groups())
+    assert sent > 20
+    assert received == sent, out
+    assert first["writes"] == 0, first
+
+
+def test_foreign_state_survives_reconciles(cluster: NodeCluster) -> None:
+    node = cluster.ns("n1")
+    foreign = {
+        "rule": ("ip rule add from 10.99.0.0/16 lookup 100 priority 1050", "ip rule show",
+                 "from 10.99.0.0/16 lookup 100"),
+        "rule to our table": ("ip rule add to 10.98.0.0/16 lookup 39999 priority 500", "ip rule show",
+                              "to 10.98.0.0/16 lookup 39999"),
+        "route": ("ip route add 10.99.0.0/16 dev eth0 table 100", "ip route show table 100", "10.99.0.0/16 dev eth0"),
+        "main route": ("ip route add 10.97.0.0/16 via 10.1.0.1", "ip route show", "10.97.0.0/16 via 10.1.0.1"),
+        "chain": ("iptables -N USER-CHAIN; iptables -A USER-CHAIN -j RETURN; iptables -I FORWARD -j USER-CHAIN",
+                  "iptables-save -t filter", "-A FORWARD -j USER-CHAIN"),
+        "nat rule": ("iptables -t nat -A POSTROUTING -s 10.99.0.0/16 -j MASQUERADE", "iptables-save -t nat",
+                     "-A POSTROUTING -s 10.99.0.0/16 -j MASQUERADE"),
+        "ipset": ("ipset create USER-SET hash:ip", "ipset list -n", "USER-SET"),
+        "proxy entry": ("ip neigh add proxy 10.99.0.5 dev eth0", "ip neigh show proxy", "10.99.0.5 dev eth0"),
+        "vxlan": ("ip link add uservx type vxlan id 99 dstport 4789 dev eth0", "ip -o link show", "uservx"),
+    }  # fmt: skip
+    for add, _, _ in foreign.values():
+        sh(node, add)
+    before = len(cluster.reconciles("n1"))
+    # An event that makes the agent change things, then a periodic resync.
+    cluster.add_pod("z1", "n1", ["10.244.1.13"])
+    changed = cluster.wait_reconciled("n1", after=before)
+    assert cluster.ping(cluster.pods["z1"].netns, "10.244.1.22")
+    cluster.wait_reconciled("n1", after=len(cluster.reconciles("n1")))
+    assert changed["writes"] > 0
+    for what, (_, show, expected) in foreign.items():
+        assert expected in sh(node, show).stdout, f"the user's {what} was removed"
+
+
+def test_agents_publish_their_nodeinfo(cluster: NodeCluster) -> None:
+    from hybridlay.dataplane.planner import vtep_mac  # noqa: PLC0415
+
+    for node, ip in NODE_IP.items():
+        info = cluster.custom.get_cluster_custom_object(names.GROUP, names.VERSION, names.PLURAL_NODEINFO, node)
+        assert info["spec"]["vtepInfo"]["ip"] == ip
+        assert info["spec"]["vtepInfo"]["mac"] == vtep_mac(node)
+        assert ip in info["spec"]["vtepInfo"]["localIPs"]
+        link = sh(cluster.ns(node), "ip -o link show eth0.vxlan4").stdout
+        assert f"link/ether {vtep_mac(node)}" in link
+
+
+def test_removed_ipinstance_removes_remote_state(cluster: NodeCluster) -> None:
+    """A watch DELETED event reaches every agent: n2's neighbour entry for the pod on n1 goes away."""
+    cluster.add_pod("gone", "n1", ["10.244.1.99"])
+    assert cluster.ping(cluster.pods["y2"].netns, "10.244.1.99")
+    assert "10.244.1.99 " in sh(cluster.ns("n2"), "ip neigh show dev eth0.vxlan4").stdout
+    cluster.delete(names.PLURAL_IPINSTANCE, instance_name("10.244.1.99"))
+    deadline = time.monotonic() + 10
+    while "10.244.1.99 " in sh(cluster.ns("n2"), "ip neigh show dev eth0.vxlan4").stdout:
+        assert time.monotonic() < deadline, "the neighbour entry of a deleted pod stayed"
+        time.sleep(0.2)
+    assert "10.244.1.99/32" not in sh(cluster.ns("n1"), "ip route show table 39999").stdout
+
+
+def test_neighbour_miss_is_answered_by_the_agent_not_broadcast(cluster: NodeCluster) -> None:
+    """With the static entry gone, the kernel asks the agent (app_solicit) instead of flooding ARP."""
+    node = cluster.ns("n1")
+    assert sh(
+        node, "sysctl -n net.ipv4.neigh.eth0/vxlan4.mcast_solicit net.ipv4.neigh.eth0/vxlan4.app_solicit"
+    ).stdout.split() == ["0", "1"]
+    for _ in range(3):  # a periodic reconcile could restore the entry first: then try again
+        sh(node, "ip neigh del 10.244.1.22 dev eth0.vxlan4")
+        assert sh(cluster.pods["x1"].netns, "ping -n -c 1 -W 2 10.244.1.22", check=False).returncode == 0
+        if '"ip": "10.244.1.22"' in cluster.agent_log("n1").read_text():
+            break
+    else:
+        raise AssertionError("the agent never answered a neighbour miss")
+    assert "10.244.1.22 lladdr" in sh(node, "ip neigh show dev eth0.vxlan4").stdout
