@@ -126,3 +126,32 @@ def test_finalizers_hold_deletion(client, kube_api):
 def test_label_selector_syntax(selector, labels, expected):
     assert selector_of({"labelSelector": selector})({"metadata": {"labels": labels}}) is expected
     assert parse_selector("", lambda o, k: None)({}) is True
+
+
+def test_lists_carry_their_kind(client):
+    api = kubernetes.client.CustomObjectsApi(client)
+    listed = api.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+    assert (listed["apiVersion"], listed["kind"]) == ("networking.hybridlay.io/v1", "IPInstanceList")
+
+
+def test_namespace_objects_are_served(client, kube_api):
+    core = kubernetes.client.CoreV1Api(client)
+    core.create_namespace({"metadata": {"name": "shop"}})
+    assert core.read_namespace("shop").metadata.name == "shop"
+    assert [n["metadata"]["name"] for n in kube_api.objects("v1/namespaces")] == ["shop"]
+
+
+def test_dry_run_answers_and_stores_nothing(client, kube_api):
+    api = kubernetes.client.CustomObjectsApi(client)
+    answer = api.create_cluster_custom_object(GROUP, VERSION, PLURAL, ipinstance("10-0-0-5", "a"), dry_run="All")
+    assert answer["metadata"]["name"] == "10-0-0-5"
+    assert kube_api.objects(f"{GROUP}/{VERSION}/{PLURAL}") == []
+    assert kube_api.api.dry_runs == [("POST", None)]
+
+
+def test_secret_string_data_is_stored_as_base64_data(client, kube_api):
+    core = kubernetes.client.CoreV1Api(client)
+    core.create_namespaced_secret("default", {"metadata": {"name": "bgp"}, "stringData": {"peer": "s3cret"}})
+    stored = kube_api.objects("v1/secrets")[0]
+    assert "stringData" not in stored
+    assert stored["data"] == {"peer": "czNjcmV0"}

@@ -1,17 +1,14 @@
 """The network and subnet modules against an API server (KMock, tests/support/kapi.py: no
 kube-apiserver can run here). Each module runs as Ansible runs it (ad hoc, local connection).
-
-KMock does not implement server-side dry run; the check-mode test serves ``dryRun=All`` writes
-the way the API documents them (answer, store nothing) and records that the module asked for it.
+The stand-in honours ``dryRun=All`` as the API documents it (answer, store nothing) and records
+each dry-run write, so the check-mode test can see the module asked for one.
 """
 
 from __future__ import annotations
 
 import json
 
-import aiohttp.web
 import pytest
-from kapi import KubeAPI
 from kubernetes import client, config
 
 pytestmark = pytest.mark.slow
@@ -83,18 +80,8 @@ def test_deletes_refused_while_in_use(module, kube_api, kubeconfig):
     assert not module("network", {"name": "underlay-vlan20", "state": "absent"})["changed"]
 
 
-def test_check_mode_is_a_server_side_dry_run(module, kube_api, monkeypatch):
-    dry_runs = []
-    original = KubeAPI._handle_k8s
-
-    async def honour_dry_run(self, request):
-        if request.params.get("dryRun") == "All":
-            dry_runs.append((str(request.method), request.name))
-            return aiohttp.web.json_response(request.data, status=201)
-        return await original(self, request)
-
-    monkeypatch.setattr(KubeAPI, "_handle_k8s", honour_dry_run)
+def test_check_mode_is_a_server_side_dry_run(module, kube_api):
     result = module("network", VLAN20, "--check", "--diff")
     assert result["changed"] and result["diff"]["before"] == {}
-    assert len(dry_runs) == 1
+    assert len(kube_api.api.dry_runs) == 1
     assert kube_api.objects(NETWORKS) == []

@@ -3,11 +3,6 @@
 
 The node and switch stages run in the molecule scenarios and test_switch_routes.py; here the
 nodes are not reachable, so install_nodes=false and the interface check is off.
-
-Two KMock 0.8 gaps are closed here as the real API behaves (to move into tests/support/kapi.py):
-a list comes without ``kind``/``apiVersion`` (the API sends ``<Kind>List``; kubernetes.core's
-dynamic client needs them), and the paths of Namespace objects themselves (``/api/v1/namespaces``,
-``/api/v1/namespaces/NAME``) are misread as namespace prefixes (500 on create).
 """
 
 from __future__ import annotations
@@ -17,45 +12,15 @@ import json
 import shutil
 from pathlib import Path
 
-import kapi
 import pytest
 import yaml
 from cryptography import x509
-from kmock._internal import parsing
 from kubernetes import client, config
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP = "networking.hybridlay.io"
-
-
-@pytest.fixture(autouse=True)
-def list_kinds(monkeypatch):
-    kinds = {path: kind for path, kind, _, _ in kapi.RESOURCES}
-    original = kapi.KubeAPI._serve_list
-
-    async def serve_list(self, request):
-        result = await original(self, request)
-        res = request.resource
-        api_version = f"{res.group}/{res.version}" if res.group else res.version
-        result.update(apiVersion=api_version, kind=kinds[f"{api_version}/{res.plural}"] + "List")
-        return result
-
-    monkeypatch.setattr(kapi.KubeAPI, "_serve_list", serve_list)
-
-
-@pytest.fixture(autouse=True)
-def namespace_paths(monkeypatch):
-    original = parsing.parse_path
-
-    def parse_path(path: str) -> parsing.ParsedPath:
-        parts = path.strip("/").split("/")
-        if parts[:2] == ["api", "v1"] and parts[2:3] == ["namespaces"] and len(parts) <= 4:
-            return parsing.ParsedPath("", "v1", "namespaces", None, parts[3] if len(parts) == 4 else None, None)
-        return original(path)
-
-    monkeypatch.setattr(parsing, "parse_path", parse_path)
 
 
 @pytest.fixture

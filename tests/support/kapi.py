@@ -14,7 +14,14 @@ measured limits; this one subclass fixes those our code would otherwise have to 
 - no ``resourceVersion``, ``uid`` or ``creationTimestamp``: set here, and an update carrying a stale
   ``resourceVersion`` gets 409 Conflict, as on the real API;
 - PUT (replace, as the client's ``replace_*`` sends) is not served: served here, whole object or
-  ``/status``.
+  ``/status``;
+- lists come without ``kind``/``apiVersion`` (the API sends ``<Kind>List``; dynamic clients such
+  as kubernetes.core's need them): added;
+- the paths of Namespace objects themselves (``/api/v1/namespaces/NAME``) are read as a namespace
+  prefix (500): read as the object here;
+- ``dryRun=All`` is not honoured: here a dry-run write answers as the real write would and stores
+  nothing (and is recorded in ``dry_runs`` for assertions);
+- a Secret's ``stringData`` is stored as given: converted into base64 ``data`` here, as the API does.
 
 What it still does not do, and our code must not rely on it doing: schema validation, defaulting,
 admission webhooks, garbage collection through ownerReferences, server-side apply, strategic merge
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import copy
 import datetime
@@ -46,7 +54,7 @@ from typing import Any
 import aiohttp.web
 import kmock
 import yaml
-from kmock._internal import enums, k8s, rendering
+from kmock._internal import enums, k8s, parsing, rendering
 
 GROUP = "networking.hybridlay.io"
 
@@ -77,7 +85,24 @@ RESOURCES: tuple[tuple[str, str, bool, tuple[str, ...]], ...] = (
     ("rbac.authorization.k8s.io/v1/roles", "Role", True, ()),
     ("rbac.authorization.k8s.io/v1/rolebindings", "RoleBinding", True, ()),
 )
+KINDS = {path: kind for path, kind, _, _ in RESOURCES}
 VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+_parse_path = parsing.parse_path
+
+
+def _parse_namespace_paths(path: str) -> parsing.ParsedPath:
+    """KMock reads ``/api/v1/namespaces/NAME`` as a namespace prefix; it is the Namespace object."""
+    parts = path.strip("/").split("/")
+    subresource = parts[4] if len(parts) == 5 and parts[4] in ("status", "finalize") else None
+    if parts[:3] == ["api", "v1", "namespaces"] and (len(parts) <= 4 or subresource):
+        return parsing.ParsedPath("", "v1", "namespaces", None, parts[3] if len(parts) > 3 else None, subresource)
+    return _parse_path(path)
+
+
+# KMock's request parser reads this module attribute at every request.
+parsing.parse_path = _parse_namespace_paths
 
 
 class _NoHistory(list[Any]):
@@ -160,6 +185,7 @@ class KubeAPI(kmock.KubernetesEmulator):  # type: ignore[misc]
         for payload in self._payloads:
             object.__setattr__(payload, "_requests", _NoHistory())  # reactions are frozen attrs
         self._versions = itertools.count(1)
+        self.dry_runs: list[tuple[str, str | None]] = []
         for path, kind, namespaced, subresources in RESOURCES:
             self.resources[path] = kmock.ResourceInfo(
                 kind=kind, namespaced=namespaced, singular=kind.lower(), verbs=VERBS, subresources=subresources
@@ -176,9 +202,13 @@ class KubeAPI(kmock.KubernetesEmulator):  # type: ignore[misc]
                     break
 
     async def _handle_k8s(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if request.resource is not None and request.params.get("dryRun") == "All":
+            return await self._serve_dry_run(request)
         if request.resource is not None and request.method == enums.method.PUT and request.name:
             return await self._serve_put(request)
         if request.resource is not None and isinstance(request.data, dict):
+            if request.resource.plural == "secrets":
+                _encode_string_data(request.data)
             if request.action == enums.action.CREATE:
                 meta = request.data.setdefault("metadata", {})
                 meta.setdefault("uid", str(uuid.uuid4()))
@@ -191,6 +221,25 @@ class KubeAPI(kmock.KubernetesEmulator):  # type: ignore[misc]
         if request.action == enums.action.CREATE and response.status == 200 and not response.prepared:
             response.set_status(201)
         return response
+
+    async def _serve_dry_run(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        """Answer a dry-run write as the real one would, storing nothing."""
+        self.dry_runs.append((request.method.value, request.name))
+        try:
+            async with self._lock:
+                if request.action == enums.action.CREATE:
+                    key = (request.resource, request.namespace or _namespace_of(request.data), _name_of(request.data))
+                    if key in self.objects and not self.objects[key].deleted:
+                        raise k8s.KubernetesObjectConflictError()
+                    return aiohttp.web.json_response(copy.deepcopy(request.data), status=201)
+                current = copy.deepcopy(self._stored(request).raw)
+            if request.method == enums.method.DELETE:
+                return aiohttp.web.json_response(current)
+            if request.method == enums.method.PUT:
+                return aiohttp.web.json_response(dict(request.data, metadata=current.get("metadata")))
+            return aiohttp.web.json_response(_merged(current, request.data))
+        except k8s.KubernetesError as e:
+            return await self._render_error(e)
 
     def _stored(self, request: rendering.Request) -> Any:
         key = (request.resource, request.namespace, request.name)
@@ -244,6 +293,11 @@ class KubeAPI(kmock.KubernetesEmulator):  # type: ignore[misc]
 
     async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
         result = await super()._serve_list(request)
+        resource = request.resource
+        api_version = f"{resource.group}/{resource.version}" if resource.group else resource.version
+        kind = KINDS.get(f"{api_version}/{resource.plural}")
+        if kind:
+            result.update(apiVersion=api_version, kind=f"{kind}List")
         matches = selector_of(request.params)
         result["items"] = [obj for obj in result["items"] if matches(obj)]
         result["metadata"]["resourceVersion"] = str(next(self._versions))
@@ -255,6 +309,38 @@ class KubeAPI(kmock.KubernetesEmulator):  # type: ignore[misc]
             if isinstance(event, dict) and not matches(event.get("object")):
                 continue
             yield event
+
+
+def _name_of(obj: Any) -> str | None:
+    return (obj.get("metadata") or {}).get("name") if isinstance(obj, dict) else None
+
+
+def _namespace_of(obj: Any) -> str | None:
+    return (obj.get("metadata") or {}).get("namespace") if isinstance(obj, dict) else None
+
+
+def _merged(base: dict[str, Any], patch: Any) -> dict[str, Any]:
+    """A JSON merge patch (RFC 7386): what KMock's own patching does, without storing it."""
+    if not isinstance(patch, dict):
+        return base
+    result = dict(base)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = _merged(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def _encode_string_data(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Secret's ``stringData`` becomes base64 ``data`` on write, as on the real API."""
+    if isinstance(obj.get("stringData"), dict):
+        data = dict(obj.get("data") or {})
+        data.update({k: base64.b64encode(str(v).encode()).decode() for k, v in obj.pop("stringData").items()})
+        obj["data"] = data
+    return obj
 
 
 def _now() -> str:
