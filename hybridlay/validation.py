@@ -283,7 +283,7 @@ def _bgp_peer_rules(network: Network) -> list[Violation]:
 
 
 @dataclass(frozen=True)
-class _Bounds:
+class Bounds:
     """A subnet's parsed CIDR and effective start..end (defaults filled in)."""
 
     cidr: IPNetwork
@@ -294,7 +294,7 @@ class _Bounds:
     def capacity(self) -> int:
         return int(self.end) - int(self.start) + 1
 
-    def overlaps(self, other: _Bounds) -> bool:
+    def overlaps(self, other: Bounds) -> bool:
         return int(self.start) <= int(other.end) and int(other.start) <= int(self.end)
 
     def __str__(self) -> str:
@@ -314,8 +314,8 @@ def validate_subnet_create(
     subnet: Subnet, networks: Mapping[str, Network], existing: Iterable[Subnet]
 ) -> list[Violation]:
     violations = _network_rules(subnet, networks)
-    range_violations, bounds = _range_rules(subnet)
-    violations += range_violations
+    found, bounds = range_violations(subnet)
+    violations += found
     if bounds is not None:
         violations += _overlap_rules(subnet, bounds, [s for s in existing if s.name != subnet.name])
     return violations
@@ -341,8 +341,8 @@ def validate_subnet_update(old: Subnet, new: Subnet, networks: Mapping[str, Netw
         for path, get in fixed
         if get(old) != get(new)
     ]
-    range_violations, _ = _range_rules(new)
-    return violations + _network_rules(new, networks) + range_violations
+    found, _ = range_violations(new)
+    return violations + _network_rules(new, networks) + found
 
 
 def validate_subnet_delete(subnet: Subnet, instances: Iterable[IPInstance]) -> list[Violation]:
@@ -405,7 +405,7 @@ class _Collector:
         self.violations.append(Violation(field, value, message))
 
 
-def _range_rules(subnet: Subnet) -> tuple[list[Violation], _Bounds | None]:
+def range_violations(subnet: Subnet) -> tuple[list[Violation], Bounds | None]:
     """Check ``spec.range``; also return the effective bounds when they are sound (for overlap)."""
     r = subnet.range
     out = _Collector()
@@ -450,7 +450,7 @@ def _range_rules(subnet: Subnet) -> tuple[list[Violation], _Bounds | None]:
         inside(f"spec.range.excludeIPs[{i}]", ip, host=False)
     if start is None or end is None:
         return out.violations, None
-    bounds = _Bounds(cidr, start, end)
+    bounds = Bounds(cidr, start, end)
     if int(start) > int(end):
         out.add("spec.range.start", start, f"is after spec.range.end {end}")
         return out.violations, None
@@ -464,7 +464,7 @@ def _range_rules(subnet: Subnet) -> tuple[list[Violation], _Bounds | None]:
     return out.violations, bounds
 
 
-def _bounds_of(subnet: Subnet) -> _Bounds | None:
+def _bounds_of(subnet: Subnet) -> Bounds | None:
     """Effective bounds of an existing subnet, or None if it does not parse (it cannot clash then)."""
     try:
         cidr = ipaddress.ip_network(subnet.range.cidr)
@@ -472,10 +472,10 @@ def _bounds_of(subnet: Subnet) -> _Bounds | None:
         end = ipaddress.ip_address(subnet.range.end) if subnet.range.end else default_end(cidr)
     except ValueError:
         return None
-    return _Bounds(cidr, start, end)
+    return Bounds(cidr, start, end)
 
 
-def _overlap_rules(subnet: Subnet, bounds: _Bounds, others: list[Subnet]) -> list[Violation]:
+def _overlap_rules(subnet: Subnet, bounds: Bounds, others: list[Subnet]) -> list[Violation]:
     """Subnets may not overlap, except one CIDR split by disjoint ranges within one network."""
     violations = []
     for other in sorted(others, key=lambda s: s.name):

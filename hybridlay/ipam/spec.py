@@ -10,15 +10,14 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from hybridlay.addresses import IPAddress, IPNetwork, parse_cidr, parse_ip
+from hybridlay.addresses import IPNetwork
 from hybridlay.errors import InvalidValue
 from hybridlay.model import Subnet
+from hybridlay.validation import MAX_SUBNET_CAPACITY, range_violations
 
 # One subnet's pool holds a byte and an 8-byte owner hash per address: 65,536 addresses is
 # about 0.6 MB. Larger ranges (a /64 without start/end) must be cut down with start/end.
-MAX_CAPACITY = 65_536
-# Prefixes too long to hold a pod address next to a network (and IPv4 broadcast) address.
-MAX_PREFIX = {4: 30, 6: 126}
+MAX_CAPACITY = MAX_SUBNET_CAPACITY
 
 
 @dataclass(frozen=True)
@@ -55,71 +54,32 @@ class SubnetRange:
         return next((field for field, (mine, theirs) in pairs.items() if mine != theirs), None)
 
 
-def _version(subnet: Subnet) -> int | None:
-    text = subnet.range.version
-    if text in ("", None):
-        return None  # taken from the CIDR
-    if text not in ("4", "6"):
-        raise InvalidValue("spec.range.version", text, 'must be "4" or "6"')
-    return int(text)
-
-
-def _inside(cidr: IPNetwork, address: IPAddress, field: str, text: str) -> int:
-    if address not in cidr:
-        raise InvalidValue(field, text, f"is outside spec.range.cidr {cidr}")
-    return int(address)
-
-
-def _address_list(values: tuple[str, ...], field: str, cidr: IPNetwork) -> frozenset[int]:
-    return frozenset(
-        _inside(cidr, parse_ip(text, f"{field}[{i}]", cidr.version), f"{field}[{i}]", text)
-        for i, text in enumerate(values)
-    )
+def _addresses(values: tuple[str, ...]) -> frozenset[int]:
+    return frozenset(int(ipaddress.ip_address(text)) for text in values)
 
 
 def parse_range(subnet: Subnet) -> SubnetRange:
-    """Parse and check ``subnet.range``; :class:`InvalidValue` names the first bad field and value."""
+    """Check ``subnet.range`` with the admission rules; :class:`InvalidValue` names the first bad field.
+
+    The rules (and so the messages) are :func:`hybridlay.validation.range_violations`, the ones the
+    webhooks and the Ansible plan check apply: IPAM accepts exactly what admission accepts.
+    """
+    violations, bounds = range_violations(subnet)
+    if violations or bounds is None:
+        first = violations[0]
+        raise InvalidValue(first.field, first.value, first.message)
     r = subnet.range
-    cidr = parse_cidr(r.cidr, "spec.range.cidr", _version(subnet))
-    version = cidr.version
-    if cidr.prefixlen > MAX_PREFIX[version]:
-        raise InvalidValue(
-            "spec.range.cidr", r.cidr, f"is too small for pods: the prefix may be at most /{MAX_PREFIX[version]}"
-        )
-    lowest = int(cidr.network_address) + 1
-    highest = int(cidr.broadcast_address) - (1 if version == 4 else 0)
-    start = lowest if r.start is None else _bounded(r.start, "spec.range.start", cidr, lowest, highest)
-    end = highest if r.end is None else _bounded(r.end, "spec.range.end", cidr, lowest, highest)
-    if start > end:
-        raise InvalidValue("spec.range.start", r.start, f"is after spec.range.end {r.end}")
-    capacity = end - start + 1
-    if capacity > MAX_CAPACITY:
-        field, value = _capacity_field(subnet)
-        raise InvalidValue(
-            field, value, f"gives {capacity} addresses, more than {MAX_CAPACITY}: narrow it with spec.range.start/end"
-        )
-    gateway = None
-    if r.gateway is not None:
-        gateway = _inside(cidr, parse_ip(r.gateway, "spec.range.gateway", version), "spec.range.gateway", r.gateway)
     return SubnetRange(
-        version=version,
-        cidr=cidr,
-        start=start,
-        end=end,
+        version=bounds.cidr.version,
+        cidr=bounds.cidr,
+        start=int(bounds.start),
+        end=int(bounds.end),
         start_given=r.start is not None,
         end_given=r.end is not None,
-        gateway=gateway,
-        excluded=_address_list(r.exclude_ips, "spec.range.excludeIPs", cidr),
-        reserved=_address_list(r.reserved_ips, "spec.range.reservedIPs", cidr),
+        gateway=None if r.gateway is None else int(ipaddress.ip_address(r.gateway)),
+        excluded=_addresses(r.exclude_ips),
+        reserved=_addresses(r.reserved_ips),
     )
-
-
-def _bounded(text: str, field: str, cidr: IPNetwork, lowest: int, highest: int) -> int:
-    value = _inside(cidr, parse_ip(text, field, cidr.version), field, text)
-    if not lowest <= value <= highest:
-        usable = f"{format_address(cidr.version, lowest)}-{format_address(cidr.version, highest)}"
-        raise InvalidValue(field, text, f"is not a usable address of {cidr} (those are {usable})")
-    return value
 
 
 def format_address(version: int, value: int) -> str:
@@ -127,13 +87,3 @@ def format_address(version: int, value: int) -> str:
     if version == 4:
         return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
     return str(ipaddress.IPv6Address(value))
-
-
-def _capacity_field(subnet: Subnet) -> tuple[str, str]:
-    """The field to blame for too large a range: the bound the user set, else the CIDR."""
-    r = subnet.range
-    if r.end is not None:
-        return "spec.range.end", r.end
-    if r.start is not None:
-        return "spec.range.start", r.start
-    return "spec.range.cidr", r.cidr

@@ -237,9 +237,9 @@ def test_releasing_a_reserved_address_keeps_it_out_of_next_fit() -> None:
         (subnet("s", "10.0.0.0/24", gateway="gw"), "spec.range.gateway", "gw"),
         (subnet("s", "10.0.0.0/24", reserved_ips=["10.0.0.5", "10.0.0.x"]), "spec.range.reservedIPs[1]", "10.0.0.x"),
         (subnet("s", "10.0.0.0/24", exclude_ips=["10.1.0.5"]), "spec.range.excludeIPs[0]", "10.1.0.5"),
-        (subnet("s", "fd00::/64"), "spec.range.cidr", "fd00::/64"),
-        (subnet("s", "fd00::/64", start="fd00::1", end="fd00::1:1"), "spec.range.end", "fd00::1:1"),
-        (subnet("s", "10.0.0.0/8", start="10.0.0.1"), "spec.range.start", "10.0.0.1"),
+        (subnet("s", "fd00::/64"), "spec.range", "fd00::1-fd00::ffff:ffff:ffff:ffff"),
+        (subnet("s", "fd00::/64", start="fd00::1", end="fd00::1:1"), "spec.range", "fd00::1-fd00::1:1"),
+        (subnet("s", "10.0.0.0/8", start="10.0.0.1"), "spec.range", "10.0.0.1-10.255.255.254"),
     ],
 )
 def test_a_bad_spec_is_refused_naming_field_and_value(spec: Subnet, field: str, value: str) -> None:
@@ -253,9 +253,9 @@ def test_capacity_up_to_65536_addresses_is_accepted() -> None:
     assert pool.allocate("ns/a").address == "fd00::1"
 
 
-def test_version_may_be_left_to_the_cidr() -> None:
-    pool = SubnetPool(replace(subnet("s", "fd00::/120"), range=AddressRange("", "fd00::/120")))
-    assert pool.version == 6
+def test_ipam_accepts_only_what_admission_accepts() -> None:
+    with invalid("spec.range.version", "None"):
+        SubnetPool(replace(subnet("s", "fd00::/120"), range=AddressRange("", "fd00::/120")))
 
 
 # --- spec updates -----------------------------------------------------------------------------

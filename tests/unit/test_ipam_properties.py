@@ -57,9 +57,10 @@ def subnet_models(draw: st.DrawFn, name: str) -> Model:
     lowest, highest = 1, size - (2 if cidr.version == 4 else 1)
     start = draw(st.none() | st.integers(lowest, highest))
     end = draw(st.none() | st.integers(start or lowest, highest))
-    gateway = draw(st.none() | st.integers(0, size - 1))
+    # Admission refuses a gateway or reserved address that is the network or IPv4 broadcast address.
+    gateway = draw(st.none() | st.integers(lowest, highest))
     excluded = draw(st.sets(st.integers(0, size - 1), max_size=5))
-    reserved = draw(st.sets(st.integers(0, size - 1), max_size=5))
+    reserved = draw(st.sets(st.integers(lowest, highest), max_size=5))
     private = name == "b" and draw(st.booleans())
 
     def text(offset: int) -> str:
@@ -221,7 +222,8 @@ def run_step(ipam: IPAM, reference: Reference, step: tuple[object, ...]) -> None
         case ("reserve", str(name), set() as offsets):
             model = models[name]
             cidr = ipaddress.ip_network(model.spec.range.cidr)
-            values = {int(cidr.network_address) + o % cidr.num_addresses for o in offsets}
+            usable = cidr.num_addresses - (2 if cidr.version == 4 else 1)  # not network, not broadcast
+            values = {int(cidr.network_address) + 1 + o % usable for o in offsets}
             texts = tuple(model.text(v) for v in sorted(values))
             model.spec = Subnet(
                 model.spec.name,
