@@ -21,7 +21,10 @@ measured limits; this one subclass fixes those our code would otherwise have to 
   prefix (500): read as the object here;
 - ``dryRun=All`` is not honoured: here a dry-run write answers as the real write would and stores
   nothing (and is recorded in ``dry_runs`` for assertions);
-- a Secret's ``stringData`` is stored as given: converted into base64 ``data`` here, as the API does.
+- a Secret's ``stringData`` is stored as given: converted into base64 ``data`` here, as the API does;
+- a watch sends a snapshot of the objects and only then subscribes to changes, so changes made
+  while the snapshot is sent are lost (the real API resumes from a resourceVersion and loses
+  nothing): here the subscription is taken under the snapshot's lock.
 
 What it still does not do, and our code must not rely on it doing: schema validation, defaulting,
 admission webhooks, garbage collection through ownerReferences, server-side apply, strategic merge
@@ -304,11 +307,25 @@ class KubeAPI(kmock.KubernetesEmulator):  # type: ignore[misc]
         return result
 
     async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+        yield b""  # sends the headers: the stream is open even when nothing happens
         matches = selector_of(request.params)
-        async for event in super()._serve_watch(request):
-            if isinstance(event, dict) and not matches(event.get("object")):
-                continue
-            yield event
+        bus = self._buses[request.resource]
+        async with self._lock:
+            snapshot = [o.raw for o in self._KubernetesEmulator__get_objs(request, strict=False) if not o.deleted]
+            marker = await bus.mark()
+        try:
+            for raw in snapshot:
+                if matches(raw):
+                    yield {"type": "ADDED", "object": raw}
+            async for event in bus.stream(since=marker):
+                meta = event.get("object", {}).get("metadata", {})
+                in_scope = self._KubernetesEmulator__check(
+                    request, request.resource, meta.get("namespace"), meta.get("name"), strict=False
+                )
+                if in_scope and matches(event.get("object")):
+                    yield event
+        finally:
+            await bus.unmark(marker)
 
 
 def _name_of(obj: Any) -> str | None:

@@ -1,0 +1,298 @@
+"""Pure decisions of the operator: what a pod, a node or a leftover IPInstance needs.
+
+No I/O here: the controller reads its caches, asks these functions, and performs the answer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from hybridlay import model, names
+from hybridlay.addresses import label_value
+from hybridlay.ipam import Allocation
+from hybridlay.model import Binding, InstanceAddress, IPInstance, ReferredObject
+
+TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+def pod_key(namespace: str, name: str) -> str:
+    """``namespace/name``: the owner key an IPInstance's binding also yields (``IPInstance.owner_key``)."""
+    return f"{namespace}/{name}"
+
+
+def key_of(pod: Mapping[str, Any]) -> str:
+    meta = pod.get("metadata") or {}
+    return pod_key(meta.get("namespace") or "", meta.get("name") or "")
+
+
+def is_host_network(pod: Mapping[str, Any]) -> bool:
+    return bool((pod.get("spec") or {}).get("hostNetwork"))
+
+
+def is_terminal(pod: Mapping[str, Any]) -> bool:
+    """Completed or evicted (phase Succeeded/Failed): its addresses go back at once."""
+    return (pod.get("status") or {}).get("phase") in TERMINAL_PHASES
+
+
+def is_deleting(pod: Mapping[str, Any]) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+def has_running_containers(pod: Mapping[str, Any]) -> bool:
+    """Whether any container may still use the address (a retained one waits until none runs)."""
+    status = pod.get("status") or {}
+    if status.get("phase") in TERMINAL_PHASES:
+        return False
+    return any(
+        "running" in (c.get("state") or {})
+        for c in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
+    )
+
+
+def wants_addresses(pod: Mapping[str, Any]) -> bool:
+    """Scheduled, not host-network, neither finished nor being deleted."""
+    node = (pod.get("spec") or {}).get("nodeName")
+    return bool(node) and not is_host_network(pod) and not is_terminal(pod) and not is_deleting(pod)
+
+
+def controller_of(pod: Mapping[str, Any]) -> ReferredObject | None:
+    for ref in (pod.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return ReferredObject(kind=ref.get("kind", ""), name=ref.get("name", ""), uid=ref.get("uid", ""))
+    return None
+
+
+def stateful_ordinal(pod_name: str) -> int | None:
+    """A StatefulSet pod's ordinal: the number after its last dash."""
+    _, _, tail = pod_name.rpartition("-")
+    return int(tail) if tail.isdigit() else None
+
+
+def same_claim(a: IPInstance, b: IPInstance) -> bool:
+    """Two versions of one claim: same holder, same pod (a re-created name is a new claim)."""
+    return (a.owner_key, a.binding.pod_uid) == (b.owner_key, b.binding.pod_uid)
+
+
+def is_retained(instance: IPInstance, stateful_kinds: Collection[str]) -> bool:
+    """A retained address is referred to its stateful workload rather than to the pod."""
+    ref = instance.binding.referred_object
+    return ref is not None and ref.kind in stateful_kinds
+
+
+def random_mac() -> str:
+    tail = secrets.token_bytes(3)
+    return names.POD_MAC_PREFIX + "".join(f":{b:02x}" for b in tail)
+
+
+@dataclass(frozen=True)
+class PodRelease:
+    """What a pod that no longer needs its addresses gives back."""
+
+    delete: tuple[str, ...] = ()  # IPInstances to delete (the address is free again)
+    reserve: tuple[str, ...] = ()  # retained IPInstances to unbind (node and pod UID cleared)
+
+
+def plan_release(
+    held: Iterable[IPInstance], stateful_kinds: Collection[str], pod_gone_for_good: bool = False
+) -> PodRelease:
+    """Normal pods give back everything; retained ones keep their address, unbound.
+
+    ``pod_gone_for_good`` is for a retained pod whose workload no longer exists.
+    """
+    delete, reserve = [], []
+    for instance in held:
+        if is_retained(instance, stateful_kinds) and not pod_gone_for_good:
+            if instance.binding.pod_uid or instance.binding.node_name:
+                reserve.append(instance.name)
+        else:
+            delete.append(instance.name)
+    return PodRelease(tuple(sorted(delete)), tuple(sorted(reserve)))
+
+
+def stale_for(pod_uid: str, held: Iterable[IPInstance], stateful_kinds: Collection[str]) -> list[str]:
+    """A normal pod's instances still bound to an earlier pod of the same name: free them first."""
+    return sorted(
+        i.name
+        for i in held
+        if not is_retained(i, stateful_kinds) and i.binding.pod_uid and i.binding.pod_uid != pod_uid
+    )
+
+
+def rebind_patch(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """Binding and labels of a retained IPInstance taken over by a (new) pod of the same name."""
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    node = spec.get("nodeName") or ""
+    return {
+        "metadata": {"labels": {names.LABEL_NODE: node, names.LABEL_POD_UID: meta.get("uid", "")}},
+        "spec": {"binding": {"podUID": meta.get("uid", ""), "nodeName": node}},
+    }
+
+
+def reserve_patch() -> dict[str, Any]:
+    """Unbind a retained IPInstance: the address stays, node and pod UID are cleared."""
+    return {
+        "metadata": {"labels": {names.LABEL_NODE: None, names.LABEL_POD_UID: None}},
+        "spec": {"binding": {"podUID": None, "nodeName": None}},
+    }
+
+
+def build_ipinstance(
+    claim: Allocation, pod: Mapping[str, Any], referred: ReferredObject, mac: str, stateful_index: int | None
+) -> dict[str, Any]:
+    """The IPInstance resource whose creation claims ``claim`` for ``pod``.
+
+    Owned (for garbage collection) by the referred object: the pod, or the stateful workload
+    whose ordinal keeps the address.
+    """
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    pod_name, pod_namespace = meta.get("name", ""), meta.get("namespace", "")
+    node = spec.get("nodeName") or ""
+    instance = IPInstance(
+        name=claim.instance_name,
+        network=claim.network,
+        subnet=claim.subnet,
+        address=InstanceAddress(
+            version=str(claim.version), ip=claim.ip_with_prefix, gateway=claim.gateway, net_id=claim.net_id, mac=mac
+        ),
+        binding=Binding(
+            pod_name=pod_name,
+            pod_namespace=pod_namespace,
+            pod_uid=meta.get("uid"),
+            node_name=node or None,
+            referred_object=referred,
+            stateful_index=stateful_index,
+        ),
+        labels={
+            names.LABEL_NETWORK: claim.network,
+            names.LABEL_SUBNET: claim.subnet,
+            names.LABEL_NODE: node,
+            names.LABEL_POD: label_value(pod_name),
+            names.LABEL_POD_NAMESPACE: pod_namespace,
+            names.LABEL_POD_UID: meta.get("uid", ""),
+        },
+    )
+    resource = model.ipinstance_to_resource(instance)
+    if referred.uid:
+        api_version = "v1" if referred.kind == "Pod" else "apps/v1"
+        resource["metadata"]["ownerReferences"] = [
+            {"apiVersion": api_version, "kind": referred.kind, "name": referred.name, "uid": referred.uid}
+        ]
+    return resource
+
+
+def finalizer_patch(pod: Mapping[str, Any], present: bool) -> dict[str, Any] | None:
+    """Merge patch adding or removing our pod finalizer; None when nothing changes.
+
+    It carries the pod's resourceVersion, so a concurrent change to the list gets a 409 (and a retry)
+    instead of being overwritten.
+    """
+    meta = pod.get("metadata") or {}
+    current = list(meta.get("finalizers") or [])
+    if (names.FINALIZER_POD in current) == present:
+        return None
+    wanted = [*current, names.FINALIZER_POD] if present else [f for f in current if f != names.FINALIZER_POD]
+    patch: dict[str, Any] = {"metadata": {"finalizers": wanted}}
+    if meta.get("resourceVersion"):
+        patch["metadata"]["resourceVersion"] = meta["resourceVersion"]
+    return patch
+
+
+def is_orphan(
+    instance: IPInstance, pod_uids: Mapping[str, str], live_owner_uids: Collection[str], stateful_kinds: Collection[str]
+) -> bool:
+    """An IPInstance nobody holds: its pod is gone and, if retained, so is its workload.
+
+    ``pod_uids`` maps each existing pod's key to its UID; ``live_owner_uids`` holds the UIDs of the
+    stateful workloads that exist. A retained address of a live workload is never an orphan (the
+    next pod of that ordinal takes it back), nor is one whose pod exists.
+    """
+    current_uid = pod_uids.get(instance.owner_key)
+    if is_retained(instance, stateful_kinds):
+        ref = instance.binding.referred_object
+        return current_uid is None and ref is not None and ref.uid not in live_owner_uids
+    if current_uid is None:
+        return True
+    # A different pod of the same name: the address belonged to its predecessor.
+    return bool(instance.binding.pod_uid) and instance.binding.pod_uid != current_uid
+
+
+OWNED_NODE_LABELS = (
+    names.LABEL_UNDERLAY_ATTACHMENT,
+    names.LABEL_OVERLAY_ATTACHMENT,
+    names.LABEL_BGP_ATTACHMENT,
+    names.LABEL_IPV4_QUOTA,
+    names.LABEL_IPV6_QUOTA,
+    names.LABEL_DUALSTACK_QUOTA,
+)
+
+
+def node_labels(
+    labels: Mapping[str, str], networks: Iterable[model.Network], has_free: Mapping[tuple[str, int], bool]
+) -> dict[str, str | None]:
+    """Desired values of our labels on a node: attachments, and address quotas of its underlay network.
+
+    ``has_free[(network, version)]`` tells whether that network still has an address of that family.
+    """
+    wanted: dict[str, str | None] = dict.fromkeys(OWNED_NODE_LABELS)
+    for network in networks:
+        if not network.selects(labels):
+            continue
+        if network.type is model.NetworkType.OVERLAY:
+            wanted[names.LABEL_OVERLAY_ATTACHMENT] = "true"
+            continue
+        if network.effective_mode is model.NetworkMode.BGP:
+            wanted[names.LABEL_BGP_ATTACHMENT] = "true"
+        else:
+            wanted[names.LABEL_UNDERLAY_ATTACHMENT] = "true"
+        v4 = has_free.get((network.name, 4), False)
+        v6 = has_free.get((network.name, 6), False)
+        wanted[names.LABEL_IPV4_QUOTA] = names.QUOTA_NONEMPTY if v4 else names.QUOTA_EMPTY
+        wanted[names.LABEL_IPV6_QUOTA] = names.QUOTA_NONEMPTY if v6 else names.QUOTA_EMPTY
+        wanted[names.LABEL_DUALSTACK_QUOTA] = names.QUOTA_NONEMPTY if v4 and v6 else names.QUOTA_EMPTY
+    return wanted
+
+
+def labels_patch(current: Mapping[str, str], wanted: Mapping[str, str | None]) -> dict[str, str | None]:
+    """Only the labels that differ (None removes one); empty when the node is up to date."""
+    return {k: v for k, v in wanted.items() if current.get(k) != v}
+
+
+def underlay_network_of(labels: Mapping[str, str], networks: Iterable[model.Network]) -> str | None:
+    """The underlay network whose node selector takes this node (admission allows one at most)."""
+    for network in sorted(networks, key=lambda n: n.name):
+        if network.type is model.NetworkType.UNDERLAY and network.selects(labels):
+            return network.name
+    return None
+
+
+def node_list(
+    networks_by_name: Mapping[str, model.Network], network: str, nodes: Mapping[str, Mapping[str, str]]
+) -> tuple[str, ...]:
+    """Names of the nodes a network takes, sorted (Network ``status.nodeList``)."""
+    known = networks_by_name.get(network)
+    if known is None:
+        return ()
+    return tuple(sorted(name for name, labels in nodes.items() if known.selects(labels)))
+
+
+def surplus(held: Iterable[IPInstance]) -> list[str]:
+    """Instances beyond one per IP version: two active operators may both have claimed for one pod.
+
+    Every operator keeps the same one (the lowest address), so they agree without talking.
+    """
+    kept: dict[str, IPInstance] = {}
+    extra = []
+    for instance in sorted(held, key=lambda i: (i.address.version, _address_key(i))):
+        if instance.address.version in kept:
+            extra.append(instance.name)
+        else:
+            kept[instance.address.version] = instance
+    return sorted(extra)
+
+
+def _address_key(instance: IPInstance) -> int:
+    return int(ipaddress.ip_interface(instance.address.ip).ip)

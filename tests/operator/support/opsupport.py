@@ -1,0 +1,220 @@
+"""Helpers for the operator's tests (imported by tests through the path tests/operator/conftest.py adds)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import inspect
+import ipaddress
+import json
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from kapi import RunningAPI
+
+from hybridlay import names
+from hybridlay.pod_request import PodSettings
+from hybridlay_operator.config import OperatorConfig
+
+GROUP, VERSION = names.GROUP, names.VERSION
+NS = "default"
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
+    """Poll ``check`` until it returns something truthy (and return that), or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout} s: {what or check}")
+        await asyncio.sleep(0.05)
+
+
+class Cluster:
+    """Writes as a user or kubelet would make them (through the official client), reads from the stand-in."""
+
+    def __init__(self, api: RunningAPI, client: kubernetes.client.ApiClient) -> None:
+        self.api = api
+        self.custom = kubernetes.client.CustomObjectsApi(client)
+        self.core = kubernetes.client.CoreV1Api(client)
+        self.apps = kubernetes.client.AppsV1Api(client)
+
+    # reads
+    def instances(self) -> dict[str, dict[str, Any]]:
+        return {o["metadata"]["name"]: o for o in self.api.objects(f"{GROUP}/{VERSION}/ipinstances")}
+
+    def instances_of(self, pod: str, namespace: str = NS) -> list[dict[str, Any]]:
+        return sorted(
+            (
+                o
+                for o in self.instances().values()
+                if o["spec"]["binding"].get("podName") == pod and o["spec"]["binding"].get("podNamespace") == namespace
+            ),
+            key=lambda o: o["metadata"]["name"],
+        )
+
+    def get(self, plural: str, name: str) -> dict[str, Any] | None:
+        path = f"{GROUP}/{VERSION}/{plural}" if plural in ("networks", "subnets", "ipinstances") else f"v1/{plural}"
+        return next((o for o in self.api.objects(path) if o["metadata"]["name"] == name), None)
+
+    def pod(self, name: str, namespace: str = NS) -> dict[str, Any] | None:
+        return next((o for o in self.api.objects("v1/pods", namespace) if o["metadata"]["name"] == name), None)
+
+    def events(self, reason: str | None = None, about: str | None = None) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in self.api.objects("v1/events")
+            if (reason is None or e.get("reason") == reason)
+            and (about is None or e["involvedObject"].get("name") == about)
+        ]
+
+    # writes
+    def create_custom(self, plural: str, body: dict[str, Any]) -> None:
+        self.custom.create_cluster_custom_object(GROUP, VERSION, plural, body)
+
+    def network(self, name: str, type_: str, net_id: int | None = None, selector: dict[str, str] | None = None) -> None:
+        spec: dict[str, Any] = {"type": type_}
+        if net_id is not None:
+            spec["netID"] = net_id
+        if selector:
+            spec["nodeSelector"] = selector
+        self.create_custom(
+            "networks",
+            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Network", "metadata": {"name": name}, "spec": spec},
+        )
+
+    def subnet(self, name: str, network: str, cidr: str, version: str = "4", **range_: Any) -> None:
+        self.create_custom(
+            "subnets",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Subnet",
+                "metadata": {"name": name},
+                "spec": {"network": network, "range": {"version": version, "cidr": cidr, **range_}},
+            },
+        )
+
+    def node(self, name: str, labels: dict[str, str] | None = None) -> None:
+        self.core.create_node({"metadata": {"name": name, "labels": labels or {}}})
+
+    def namespace(self, name: str, annotations: dict[str, str] | None = None) -> None:
+        self.core.create_namespace({"metadata": {"name": name, "annotations": annotations or {}}})
+
+    def statefulset(self, name: str, namespace: str = NS) -> str:
+        created = self.apps.create_namespaced_stateful_set(
+            namespace, {"metadata": {"name": name}, "spec": {"selector": {}, "serviceName": name, "template": {}}}
+        )
+        return str(created.metadata.uid)
+
+    def create_pod(
+        self,
+        name: str,
+        *,
+        node: str | None = "node1",
+        annotations: dict[str, str] | None = None,
+        namespace: str = NS,
+        owner: tuple[str, str, str] | None = None,
+        host_network: bool = False,
+    ) -> str:
+        meta: dict[str, Any] = {"name": name, "namespace": namespace, "annotations": annotations or {}}
+        if owner is not None:
+            kind, owner_name, uid = owner
+            meta["ownerReferences"] = [
+                {"apiVersion": "apps/v1", "kind": kind, "name": owner_name, "uid": uid, "controller": True}
+            ]
+        spec: dict[str, Any] = {"containers": [{"name": "c", "image": "x"}]}
+        if node:
+            spec["nodeName"] = node
+        if host_network:
+            spec["hostNetwork"] = True
+        body = {"metadata": meta, "spec": spec, "status": {"phase": "Pending"}}
+        created = self.core.create_namespaced_pod(namespace, body, _preload_content=False)
+        return str(json.loads(created.data)["metadata"]["uid"])
+
+    def set_pod_status(self, name: str, phase: str, running: bool, namespace: str = NS) -> None:
+        state = {"running": {}} if running else {"terminated": {"exitCode": 0}}
+        status = {"phase": phase, "containerStatuses": [{"name": "c", "state": state}]}
+        self.patch_pod_status(name, {"status": status}, namespace)
+
+    def patch_pod_status(self, name: str, patch: dict[str, Any], namespace: str = NS) -> None:
+        # Raw: the typed model refuses the partial container statuses a test writes.
+        self.core.patch_namespaced_pod_status(
+            name, namespace, patch, _preload_content=False, _content_type="application/merge-patch+json"
+        )
+
+    def delete_pod(self, name: str, namespace: str = NS) -> None:
+        self.core.delete_namespaced_pod(name, namespace, _preload_content=False)
+
+
+def operator_config(**overrides: Any) -> OperatorConfig:
+    settings = dict(
+        pod=PodSettings(),
+        leader_election=False,
+        workers=8,
+        resync_seconds=3600,
+        probe_port=0,
+        identity=f"test-{uuid.uuid4().hex[:6]}",
+    )
+    settings.update(overrides)
+    return OperatorConfig(**settings)  # type: ignore[arg-type]
+
+
+def write_tls_files(directory: Path, hostname: str = "127.0.0.1") -> tuple[Path, Path, Path]:
+    """A CA and a server certificate for ``hostname`` signed by it: (ca.crt, tls.crt, tls.key).
+
+    As the install role makes them for the webhook Service; here for the loopback address.
+    """
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hybridlay-test-ca")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(hostname))]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = directory / "ca.crt", directory / "tls.crt", directory / "tls.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    paths[2].chmod(0o600)
+    return paths
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
