@@ -1,4 +1,5 @@
-"""The agent's Kubernetes edge: list+watch of our four kinds, the node's labels, its NodeInfo.
+"""The agent's Kubernetes edge: list+watch of our four kinds, the node's labels, its NodeInfo, and a
+pod's IP family for the CNI server (:meth:`ClusterView.pod_addresses`; needs ``get`` on pods).
 
 The official client is synchronous; each watch runs on its own thread and hands events to the
 event loop. A watch that ends or fails is followed by a fresh list (which replaces the view's
@@ -17,7 +18,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from hybridlay import names
-from hybridlay.model import NodeInfo, nodeinfo_to_resource
+from hybridlay.model import IPFamily, NodeInfo, nodeinfo_to_resource
 from hybridlay_agent.settings import Settings
 from hybridlay_agent.view import KINDS, ClusterView
 
@@ -44,6 +45,7 @@ class Kube:
         self.core = client.CoreV1Api(self.api)
         self._stop = threading.Event()
         self._watches: list[watch.Watch] = []
+        view.pod_family = self.pod_ip_family
 
     def start(self) -> None:
         for kind in KINDS:
@@ -92,6 +94,16 @@ class Kube:
                 return {}
             raise
         return dict((node.metadata.labels if node.metadata else None) or {})
+
+    async def pod_ip_family(self, namespace: str, pod: str) -> IPFamily | None:
+        """The pod's ``ip-family`` annotation as the webhook resolved it; None when it cannot be read."""
+        try:
+            found = await asyncio.to_thread(self.core.read_namespaced_pod, pod, namespace)
+            value = ((found.metadata.annotations if found.metadata else None) or {}).get(names.ANNOTATION_IP_FAMILY)
+            return IPFamily(value) if value is not None else None
+        except Exception as e:  # an unknown family only means "no second address to wait for"
+            log.warning("cannot read the IP family of pod %s/%s (%s)", namespace, pod, e)
+            return None
 
     def publish_nodeinfo(self, info: NodeInfo) -> None:
         """Create or update this node's NodeInfo (spec only)."""

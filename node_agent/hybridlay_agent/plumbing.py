@@ -295,7 +295,7 @@ class Plumber:
                     with iproute(attachment.netns) as pod:
                         self._plumb_pod(pod, attachment, peer_index)
                     for address in attachment.addresses:
-                        if address.vlan_check:
+                        if address.vlan_check and address.ip.version == 4:  # ARP is IPv4's
                             send_gratuitous_arp(self.host_netns, address.vlan_check.interface, str(address.ip.ip))
                 except BaseException:
                     with contextlib.suppress(NetlinkError):
@@ -358,8 +358,10 @@ class Plumber:
         link = host.link("get", ifname=attachment.host_ifname)[0]
         index = link["index"]
         conf = attachment.host_ifname
-        if any(a.ip.version == 4 for a in attachment.addresses):
-            write_sysctl(self.host_netns, f"net.ipv4.conf.{conf}.proxy_arp", "1")
+        # The host veth's IPv4 sysctls as the agent's planner wants them, whatever the pod's families:
+        # the reconcile that follows the ADD then has nothing to write.
+        write_sysctl(self.host_netns, f"net.ipv4.conf.{conf}.proxy_arp", "1")
+        write_sysctl(self.host_netns, f"net.ipv4.conf.{conf}.rp_filter", "0")
         if any(a.ip.version == 6 for a in attachment.addresses):
             write_sysctl(self.host_netns, f"net.ipv6.conf.{conf}.proxy_ndp", "1")
             host.neigh("add", dst=names.POD_GATEWAY_V6, ifindex=index, flags=NTF_PROXY, family=socket.AF_INET6)
@@ -489,4 +491,3 @@ def _link_problems(link: Any, what: str, mac: str, mtu: int | None) -> list[str]
     if kind not in (None, "veth"):
         problems.append(f"{what} is a {kind}, not a veth")
     return problems
-

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from hybridlay.addresses import instance_name
 from hybridlay.dataplane.planner import ClusterState, instance_node, instance_pod
 from hybridlay.errors import InvalidValue
 from hybridlay.model import (
+    IPFamily,
     IPInstance,
     Network,
     NetworkMode,
@@ -28,6 +29,9 @@ KINDS: dict[str, Callable[[Mapping[str, Any]], Any]] = {
     "nodeinfos": nodeinfo_from_resource,
     "ipinstances": ipinstance_from_resource,
 }
+Instances = list[tuple[IPInstance, Subnet, Network]]
+# (namespace, pod) → the pod's resolved ``ip-family`` annotation, or None when it cannot be known.
+PodFamilyLookup = Callable[[str, str], Awaitable[IPFamily | None]]
 
 
 class ClusterView:
@@ -41,6 +45,7 @@ class ClusterView:
         self.reconcile_requested = asyncio.Event()
         self._listed: set[str] = set()
         self._changed = asyncio.Condition()
+        self.pod_family: PodFamilyLookup | None = None  # set by the API edge (hybridlay_agent.kube.Kube)
 
     # --- the CNI server's interface --------------------------------------------------------------
 
@@ -57,11 +62,38 @@ class ClusterView:
     def request_reconcile(self) -> None:
         self.reconcile_requested.set()
 
-    async def pod_addresses(self, namespace: str, pod: str, timeout: float) -> list[tuple[IPInstance, Subnet, Network]]:
-        """The pod's addresses bound to this node, waiting (bounded) until they exist; TimeoutError else."""
+    async def pod_addresses(self, namespace: str, pod: str, timeout: float) -> Instances:
+        """The pod's addresses bound to this node, waiting (bounded) until all exist; TimeoutError else.
+
+        The operator creates a dual-stack pod's IPInstances one after the other, so the first can
+        arrive alone. How many to wait for comes from the pod's ``ip-family`` annotation (the
+        mutating webhook writes the resolved family there), asked only when a family is missing.
+        Without an answer (no lookup, no such pod, no annotation) the addresses present once the
+        first exists are the pod's: an unknown count is not guessed by waiting an arbitrary time.
+        """
+        deadline = asyncio.get_running_loop().time() + timeout
+        found = await self._wait_until(namespace, pod, bool, deadline)
+        if len(_versions(found)) == 1 and self.pod_family is not None:
+            family = await asyncio.wait_for(self.pod_family(namespace, pod), self._left(deadline))
+            if family is not None:
+                wanted = set(family.versions)
+                found = await self._wait_until(namespace, pod, lambda present: wanted <= _versions(present), deadline)
+        return found
+
+    async def _wait_until(
+        self, namespace: str, pod: str, ready: Callable[[Instances], bool], deadline: float
+    ) -> Instances:
+        def is_ready() -> bool:
+            return ready(self._pod_addresses(namespace, pod))
+
         async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(lambda: bool(self._pod_addresses(namespace, pod))), timeout)
+            if not is_ready():  # wait_for with no time left times out even on a true predicate
+                await asyncio.wait_for(self._changed.wait_for(is_ready), self._left(deadline))
             return self._pod_addresses(namespace, pod)
+
+    @staticmethod
+    def _left(deadline: float) -> float:
+        return max(0.0, deadline - asyncio.get_running_loop().time())
 
     def remote_vtep_mac(self, ip: str) -> str | None:
         """The VTEP MAC of the other node holding ``ip`` (IPInstances are named after their address)."""
@@ -75,7 +107,7 @@ class ClusterView:
         info = self.objects["nodeinfos"].get(node)
         return info.vtep.mac.lower() if info is not None and info.vtep is not None and info.vtep.mac else None
 
-    def _pod_addresses(self, namespace: str, pod: str) -> list[tuple[IPInstance, Subnet, Network]]:
+    def _pod_addresses(self, namespace: str, pod: str) -> Instances:
         found = []
         for instance in self.objects["ipinstances"].values():
             if instance_pod(instance) != (namespace, pod) or instance_node(instance) != self.node_name():
@@ -121,6 +153,10 @@ class ClusterView:
             nodeinfos=tuple(self.objects["nodeinfos"].values()),
             ipinstances=tuple(self.objects["ipinstances"].values()),
         )
+
+
+def _versions(instances: Instances) -> set[int]:
+    return {6 if ":" in instance.address.ip else 4 for instance, _, _ in instances}
 
 
 def _parsed(kind: str, resource: Mapping[str, Any]) -> tuple[str, Network | Subnet | NodeInfo | IPInstance] | None:

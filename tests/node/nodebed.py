@@ -11,12 +11,15 @@ with a unique prefix per run:
   operator's static route or BGP would: so "external → overlay pod refused" is the agent's doing;
 - the API: KMock (``tests/support/kapi.py``) in this process, reached from each node's loopback
   (127.0.0.1:6443) through socat over a unix socket, since namespaces cannot reach our loopback;
-- one agent per node: ``ip netns exec <node> python -m hybridlay_agent …`` as a subprocess.
+- one agent per node: ``ip netns exec <node> python -m hybridlay_agent …`` as a subprocess, serving
+  the CNI plugin on ``<workdir>/<node>/cni.sock``;
+- pods (:meth:`NodeCluster.add_pod`): a namespace each, attached by the real plugin executable
+  ``cni/hybridlay`` run inside the node's namespace with the ``CNI_*`` environment and network
+  configuration a runtime passes; :meth:`NodeCluster.remove_pod` runs its DEL.
 
-Stand-ins, documented: IPInstances are created here directly, as the operator would (the operator
-is tested on its own); pods are created by :meth:`NodeCluster.add_pod` the way the CNI plumbing does
-(host veth named by ``devices.host_veth_name``, MAC ee:ee:ee:ee:ee:ee, pod address noprefixroute,
-169.254.1.1 / fe80::1 as gateway). To be replaced by the real plugin once it drives this fixture.
+Stand-ins, documented: the Pod objects and their IPInstances are created here directly, as the
+mutating webhook (the resolved ``ip-family`` annotation) and the operator would: both are tested on
+their own; there is no kubelet or container runtime, the fixture calls the plugin as one would.
 """
 
 from __future__ import annotations
@@ -37,9 +40,12 @@ from typing import Any
 from kapi import RunningAPI
 from kubernetes import client, config
 
-from hybridlay import devices, names
+from hybridlay import names
 from hybridlay.addresses import instance_name
+from hybridlay.model import IPFamily
 
+PLUGIN = Path(__file__).resolve().parents[2] / "cni" / "hybridlay"
+POD_NAMESPACE = "default"
 NODES = ("n1", "n2", "n3")
 NODE_IP = {"n1": "10.1.0.11", "n2": "10.1.0.12", "n3": "10.1.0.13"}
 NODE_IP6 = {"n1": "fd00:1::11", "n2": "fd00:1::12", "n3": "fd00:1::13"}
@@ -115,6 +121,7 @@ class Pod:
     node: str
     netns: str
     ips: list[str]
+    container_id: str = field(default_factory=lambda: secrets.token_hex(32))
 
 
 @dataclass
@@ -212,45 +219,86 @@ class NodeCluster:
                     "network": network,
                     "subnet": subnet,
                     "address": {"version": version, "ip": f"{ip}/{cidr.split('/')[1]}"},
-                    "binding": {"podName": pod, "podNamespace": "default", "nodeName": node},
+                    "binding": {"podName": pod, "podNamespace": POD_NAMESPACE, "nodeName": node},
                 },
             },
         )
 
-    # --- pods (stand-in for the CNI plumbing) ---------------------------------------------------
+    # --- pods, attached through the real CNI plugin -------------------------------------------------
 
     def add_pod(self, name: str, node: str, ips: list[str]) -> Pod:
-        netns = self.add_netns(f"p-{name}")
-        host = devices.host_veth_name("default", name)
-        node_ns = self.ns(node)
-        # As the plumbing does: overlay pods get the tunnel's MTU (parent - 50), underlay pods the parent's.
-        overlay = any(ip.startswith(("10.244.", "10.245.", "fd00:10:")) for ip in ips)
-        mtu = 1450 if overlay else 1500
-        sh(node_ns, f"ip link add {host} mtu {mtu} type veth peer name eth0 mtu {mtu} netns {netns}")
-        sh(
-            node_ns,
-            f"ip link set {host} address {names.HOST_VETH_MAC} up; sysctl -qw net.ipv4.conf.{host}.proxy_arp=1"
-            f" net.ipv6.conf.{host}.proxy_ndp=1; ip -6 neigh add proxy {names.POD_GATEWAY_V6} dev {host}",
-        )
-        commands = ["ip link set eth0 up"]
-        for ip in ips:
-            family = "-6" if ":" in ip else "-4"
-            length = 128 if ":" in ip else 32
-            gateway = names.POD_GATEWAY_V6 if ":" in ip else names.POD_GATEWAY_V4
-            commands.append(f"ip {family} addr add {ip}/{length} dev eth0 nodad")
-            if ":" in ip:
-                commands.append(f"ip -6 route add default via {gateway} dev eth0")
-            else:
-                commands += [
-                    f"ip route add {gateway} dev eth0 scope link",
-                    f"ip route add default via {gateway} dev eth0",
-                ]
-        sh(netns, "; ".join(commands))
+        """A pod on ``node`` with addresses ``ips`` (its IPInstances created first, as the operator does)."""
+        pod = self.new_pod(name, node, ips)
         for ip in ips:
             self.create_ipinstance(ip, name, node)
-        pod = Pod(name, node, netns, ips)
+        self.attach(pod)
+        return pod
+
+    def new_pod(self, name: str, node: str, ips: list[str]) -> Pod:
+        """The pod's namespace and API object, with the ``ip-family`` the webhook would resolve; no address yet."""
+        versions = tuple(sorted({6 if ":" in ip else 4 for ip in ips}))
+        family = next(f for f in IPFamily if f.versions == versions)
+        self.core.create_namespaced_pod(
+            POD_NAMESPACE,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "annotations": {names.ANNOTATION_IP_FAMILY: family.value}},
+                "spec": {"nodeName": node, "containers": [{"name": "main", "image": "pause"}]},
+            },
+        )
+        pod = Pod(name, node, self.add_netns(f"p-{name}"), ips)
         self.pods[name] = pod
         return pod
+
+    def attach(self, pod: Pod) -> dict[str, Any]:
+        """CNI ADD for ``pod``; asserts that it succeeds with exactly the pod's addresses."""
+        result = self.finish_cni(self.start_cni(pod, "ADD"))
+        assert result is not None
+        assert sorted(ip["address"].split("/")[0] for ip in result["ips"]) == sorted(pod.ips), result
+        return result
+
+    def remove_pod(self, name: str) -> None:
+        """As on pod deletion: the runtime's CNI DEL, then the operator releases the addresses."""
+        pod = self.pods.pop(name)
+        self.finish_cni(self.start_cni(pod, "DEL"))
+        for ip in pod.ips:
+            self.delete(names.PLURAL_IPINSTANCE, instance_name(ip))
+        self.core.delete_namespaced_pod(name, POD_NAMESPACE)
+        subprocess.run(["ip", "netns", "del", pod.netns], check=True)
+        self.namespaces.remove(pod.netns)
+
+    def cni_config(self, node: str) -> Path:
+        return self.workdir / node / "hybridlay.conf"
+
+    def write_cni_config(self, node: str) -> None:
+        """The plugin's network configuration on ``node``, its ``socket`` being that node's agent."""
+        config = {"cniVersion": "1.1.0", "name": "hybridlay", "type": "hybridlay", "timeoutSeconds": 30}
+        self.cni_config(node).write_text(json.dumps({**config, "socket": str(self.workdir / node / "cni.sock")}))
+
+    def start_cni(self, pod: Pod, command: str) -> subprocess.Popen[str]:
+        """The plugin executable in the node's namespace, as the runtime starts it (environment, config on stdin)."""
+        env = {
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": pod.container_id,
+            "CNI_NETNS": f"/var/run/netns/{pod.netns}",
+            "CNI_IFNAME": "eth0",
+            "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE={POD_NAMESPACE};K8S_POD_NAME={pod.name}",
+            "CNI_PATH": str(PLUGIN.parent),
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+        }
+        with self.cni_config(pod.node).open() as stdin:
+            return subprocess.Popen(
+                ["ip", "netns", "exec", self.ns(pod.node), str(PLUGIN)],
+                stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+            )  # fmt: skip
+
+    def finish_cni(self, process: subprocess.Popen[str], timeout: float = 40) -> dict[str, Any] | None:
+        """Wait for a plugin run; its result (ADD) or None; a CNI error fails the test with the agent's message."""
+        out, err = process.communicate(timeout=timeout)
+        if process.returncode != 0:
+            raise AssertionError(f"CNI call failed ({process.returncode}): {out}{err}")
+        return json.loads(out) if out.strip() else None
 
     # --- traffic -------------------------------------------------------------------------------
 
@@ -378,6 +426,7 @@ def node_cluster(workdir: Path, vtep_ipv6: bool = False) -> Iterator[NodeCluster
             _build(cluster)
             for n in NODES:
                 (workdir / n).mkdir(mode=0o700)
+                cluster.write_cni_config(n)
                 cluster.start_agent(n)
             for n in NODES:
                 cluster.wait_reconciled(n)

@@ -7,10 +7,11 @@ import subprocess
 import time
 
 import pytest
-from nodebed import NODE_IP, NodeCluster, sh
+from nodebed import NODE_IP, POD_NAMESPACE, NodeCluster, sh
 
 from hybridlay import names
-from hybridlay.addresses import instance_name
+from hybridlay.dataplane.state import ROUTE_PROTOCOL
+from hybridlay.devices import host_veth_name
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -88,12 +89,14 @@ def test_agents_publish_their_nodeinfo(cluster: NodeCluster) -> None:
         assert f"link/ether {vtep_mac(node)}" in link
 
 
-def test_removed_ipinstance_removes_remote_state(cluster: NodeCluster) -> None:
-    """A watch DELETED event reaches every agent: n2's neighbour entry for the pod on n1 goes away."""
+def test_removed_pod_leaves_no_state(cluster: NodeCluster) -> None:
+    """The plugin's DEL removes the pod's veth; the IPInstance's DELETED watch event reaches every agent,
+    so n2's neighbour entry for the pod on n1 goes away too."""
     cluster.add_pod("gone", "n1", ["10.244.1.99"])
     assert cluster.ping(cluster.pods["y2"].netns, "10.244.1.99")
     assert "10.244.1.99 " in sh(cluster.ns("n2"), "ip neigh show dev eth0.vxlan4").stdout
-    cluster.delete(names.PLURAL_IPINSTANCE, instance_name("10.244.1.99"))
+    cluster.remove_pod("gone")
+    assert host_veth_name(POD_NAMESPACE, "gone") not in sh(cluster.ns("n1"), "ip -o link show").stdout
     deadline = time.monotonic() + 10
     while "10.244.1.99 " in sh(cluster.ns("n2"), "ip neigh show dev eth0.vxlan4").stdout:
         assert time.monotonic() < deadline, "the neighbour entry of a deleted pod stayed"
@@ -115,3 +118,44 @@ def test_neighbour_miss_is_answered_by_the_agent_not_broadcast(cluster: NodeClus
     else:
         raise AssertionError("the agent never answered a neighbour miss")
     assert "10.244.1.22 lladdr" in sh(node, "ip neigh show dev eth0.vxlan4").stdout
+
+
+def test_reconcile_after_a_pod_add_writes_nothing(cluster: NodeCluster) -> None:
+    """The plugin's host side (table-39999 route with our route protocol, sysctls, proxy entries) is what
+    the agent's planner wants, so the reconcile that the ADD requests, and the next one, write nothing."""
+    node = cluster.ns("n3")
+    pod = cluster.new_pod("w6", "n3", ["fd00:10::3:6"])  # IPv6 only: the host's IPv4 sysctls must agree too
+    cluster.create_ipinstance("fd00:10::3:6", "w6", "n3")
+    # First the IPInstance's own reconcile (the tunnel's proxy NDP entry; the pod's route waits for its veth).
+    deadline = time.monotonic() + 10
+    while "fd00:10::3:6 " not in sh(node, "ip -6 neigh show proxy dev eth0.vxlan4").stdout:
+        assert time.monotonic() < deadline, "the agent did not take up the pod's IPInstance"
+        time.sleep(0.1)
+    before = len(cluster.reconciles("n3"))
+    # A distribution's default (strict reverse-path filter) for new devices: the plugin must set the planner's 0.
+    sh(node, "sysctl -qw net.ipv4.conf.default.rp_filter=1")
+    try:
+        cluster.attach(pod)
+    finally:
+        sh(node, "sysctl -qw net.ipv4.conf.default.rp_filter=0")
+    requested = cluster.wait_reconciled("n3", after=before)
+    following = cluster.wait_reconciled("n3", after=before + 1)
+    assert (requested["writes"], following["writes"]) == (0, 0), (requested, following)
+    route = sh(node, "ip -6 route show table 39999 fd00:10::3:6").stdout
+    assert f"dev {host_veth_name(POD_NAMESPACE, 'w6')} proto {ROUTE_PROTOCOL} " in route
+    assert cluster.ping(cluster.pods["x1"].netns, "fd00:10::3:6")
+
+
+def test_dual_stack_pod_whose_second_address_comes_late_gets_both(cluster: NodeCluster) -> None:
+    """The operator creates a dual-stack pod's IPInstances one after the other: ADD waits for the second
+    (the pod's ip-family annotation says there is one) instead of plumbing the first alone."""
+    pod = cluster.new_pod("late", "n2", ["10.244.2.7", "fd00:10::2:7"])
+    cluster.create_ipinstance("10.244.2.7", "late", "n2")
+    adding = cluster.start_cni(pod, "ADD")
+    time.sleep(1)
+    assert adding.poll() is None, f"ADD returned with the IPv4 address alone: {adding.communicate()}"
+    cluster.create_ipinstance("fd00:10::2:7", "late", "n2")
+    result = cluster.finish_cni(adding)
+    assert result is not None
+    assert [ip["address"] for ip in result["ips"]] == ["10.244.2.7/16", "fd00:10::2:7/64"]
+    assert cluster.ping(cluster.pods["x1"].netns, "fd00:10::2:7")

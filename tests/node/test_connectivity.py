@@ -1,7 +1,7 @@
 """The connectivity matrix of hybridlay's data plane, with real traffic between namespaces.
 
 Each cell runs through the agents' real kernel state (policy rules, VXLAN with static neighbours
-and FDB, proxy ARP/NDP, iptables/ipset); see conftest.py for the topology and its stand-ins.
+and FDB, proxy ARP/NDP, iptables/ipset); see nodebed.py for the topology and its stand-ins.
 """
 
 from __future__ import annotations

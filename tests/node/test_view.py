@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
 
-from hybridlay.model import NetworkMode
+from hybridlay.model import IPFamily, NetworkMode
 from hybridlay_agent.settings import parse_args
 from hybridlay_agent.view import ClusterView
 
@@ -65,6 +66,53 @@ async def test_pod_addresses_times_out() -> None:
     view = await synced_view()
     with pytest.raises(TimeoutError):
         await view.pod_addresses("default", "nobody", timeout=0.1)
+
+
+FamilyLookup = Callable[[str, str], Awaitable[IPFamily | None]]
+
+
+def family_of(families: dict[str, IPFamily | None], asked: list[str]) -> FamilyLookup:
+    """A stand-in for the API edge's annotation lookup (``Kube.pod_ip_family``), recording who was asked."""
+
+    async def lookup(namespace: str, pod: str) -> IPFamily | None:
+        asked.append(pod)
+        return families.get(pod)
+
+    return lookup
+
+
+async def test_dual_stack_pod_waits_for_its_second_address() -> None:
+    """The operator creates a dual-stack pod's IPInstances one by one: ADD must not plumb only the first."""
+    view = await synced_view()
+    asked: list[str] = []
+    view.pod_family = family_of({"web": IPFamily.DUAL_STACK}, asked)
+    await view.apply("ipinstances", "ADDED", ipinstance("10.244.0.5", "n1"))
+    waiting = asyncio.create_task(view.pod_addresses("default", "web", timeout=5))
+    await asyncio.sleep(0.1)
+    assert not waiting.done(), "returned with the IPv4 address alone"
+    assert asked == ["web"]
+    await view.apply("ipinstances", "ADDED", ipinstance("fd00:10::5", "n1"))
+    assert [i.address.ip for i, _, _ in await waiting] == ["10.244.0.5/16", "fd00:10::5/64"]
+
+
+async def test_dual_stack_pod_without_its_second_address_times_out() -> None:
+    view = await synced_view()
+    view.pod_family = family_of({"web": IPFamily.DUAL_STACK}, [])
+    await view.apply("ipinstances", "ADDED", ipinstance("fd00:10::5", "n1"))
+    with pytest.raises(TimeoutError):
+        await view.pod_addresses("default", "web", timeout=0.2)
+
+
+@pytest.mark.parametrize("family", [IPFamily.IPV4, None])
+async def test_single_stack_or_unknown_family_takes_the_addresses_present(family: IPFamily | None) -> None:
+    """IPv4 (or no annotation to read: documented fallback) needs no second address."""
+    view = await synced_view()
+    asked: list[str] = []
+    view.pod_family = family_of({"web": family}, asked)
+    await view.apply("ipinstances", "ADDED", ipinstance("10.244.0.5", "n1"))
+    found = await view.pod_addresses("default", "web", timeout=1)
+    assert [i.address.ip for i, _, _ in found] == ["10.244.0.5/16"]
+    assert asked == ["web"]
 
 
 async def test_events_request_a_reconcile_and_deletes_apply() -> None:
