@@ -125,3 +125,20 @@ def pod_mutation(controller: Controller, pod: Mapping[str, Any], namespace_name:
     if selector != (spec.get("nodeSelector") or {}):
         mutation["spec"] = {"nodeSelector": selector}
     return mutation
+
+
+def with_request_namespace(review: Any) -> Any:
+    """Give the reviewed objects the review's ``request.namespace`` when they carry none.
+
+    A pod created through a controller (Deployment, StatefulSet) usually reaches admission without
+    ``metadata.namespace``: the API server states it in ``request.namespace`` only, and kopf hands
+    handlers the object alone. Without this, namespace defaults would be read from no namespace.
+    """
+    request = review.get("request") or {}
+    namespace = request.get("namespace")
+    if namespace:
+        for key in ("object", "oldObject"):
+            obj = request.get(key)
+            if isinstance(obj, dict):
+                obj.setdefault("metadata", {}).setdefault("namespace", namespace)
+    return review

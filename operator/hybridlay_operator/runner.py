@@ -4,16 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import kopf
 
-from hybridlay_operator import probes
+from hybridlay_operator import admission, probes
 from hybridlay_operator.config import OperatorConfig
 from hybridlay_operator.controller import Controller
 from hybridlay_operator.handlers import build_registry
 from hybridlay_operator.kube import Kube, load_client
 
 logger = logging.getLogger(__name__)
+
+
+class NamespacedWebhookServer(kopf.WebhookServer):
+    """kopf's TLS webhook server, with the review's namespace given to objects that lack one."""
+
+    async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:
+        async def serve(review: Any, **kwargs: Any) -> Any:
+            return await fn(admission.with_request_namespace(review), **kwargs)
+
+        async for client_config in super().__call__(cast(kopf.WebhookFn, serve)):
+            yield client_config
 
 
 def build_settings(config: OperatorConfig) -> kopf.OperatorSettings:
@@ -24,7 +37,7 @@ def build_settings(config: OperatorConfig) -> kopf.OperatorSettings:
     settings.peering.standalone = True
     settings.peering.mandatory = False
     if config.webhook_certfile:
-        settings.admission.server = kopf.WebhookServer(
+        settings.admission.server = NamespacedWebhookServer(
             addr=config.webhook_addr,
             port=config.webhook_port,
             certfile=config.webhook_certfile,

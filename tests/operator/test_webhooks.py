@@ -225,6 +225,20 @@ async def test_pod_mutation_writes_the_choice_and_scheduling_constraints(webhook
     assert "nodeSelector" not in result["spec"]
 
 
+async def test_pod_without_namespace_takes_the_review_namespace(webhooks, cluster):
+    """A controller's pod reaches admission without metadata.namespace; request.namespace is the truth."""
+    cluster.core.patch_namespace(NS, {"metadata": {"annotations": {names.ANNOTATION_IP_FAMILY: "DualStack"}}})
+    namespaces = webhooks.controller.namespaces
+    await eventually(
+        lambda: names.ANNOTATION_IP_FAMILY in namespaces.get(NS, {}).get("metadata", {}).get("annotations", {}),
+        what="the namespace default is seen",
+    )
+    pod = pod_obj("from-controller")
+    del pod["metadata"]["namespace"]
+    result = patched(pod, await webhooks.hooks.review("mutate-pod", PODS, "CREATE", pod))
+    assert result["metadata"]["annotations"][names.ANNOTATION_IP_FAMILY] == "DualStack"
+
+
 async def test_webhook_server_speaks_only_tls(webhooks):
     plain_url = webhooks.hooks.base.replace("https://", "http://")
     async with aiohttp.ClientSession() as session:
