@@ -1,7 +1,9 @@
 """The agent: watch → plan → reconcile, on every relevant event and on a periodic resync.
 
 Stopping the agent leaves the data plane as it is: pods keep their connectivity while it restarts,
-and the restarted agent finds nothing to change.
+and the restarted agent finds nothing to change. With a BGP interface, the node's BGP speaker
+(:mod:`hybridlay_agent.bgp_driver`) follows each reconcile and is stopped gracefully with the agent,
+so the switches keep the node's routes across the restart.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import ipaddress
 import json
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from hybridlay.bgp import BGPNode
 from hybridlay.dataplane.planner import NodeFacts, plan, vtep_mac
-from hybridlay.model import NodeInfo, VTEPInfo
+from hybridlay.model import NodeInfo, SecretKeyRef, VTEPInfo
+from hybridlay_agent.bgp_driver import BGPDriver, plan_speaker, secret_value
 from hybridlay_agent.kube import Kube
 from hybridlay_agent.neighbours import NeighbourMissResponder
 from hybridlay_agent.reconciler import Reconciler, Result
@@ -49,14 +53,17 @@ class Agent:
             await asyncio.to_thread(kube.publish_nodeinfo, info)
             kube.start()
             responder = self._start_responder(asyncio.get_running_loop())
-            cni = await self._start_cni_server()
-            reconciling = asyncio.create_task(self._reconcile_loop(kube, reconciler, facts))
+            bgp = self._bgp_driver(kube)
+            cni = await self._start_cni_server(bgp)
+            reconciling = asyncio.create_task(self._reconcile_loop(kube, reconciler, facts, bgp))
             try:
                 await stop.wait()
             finally:
                 reconciling.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await reconciling
+                if bgp is not None:
+                    await bgp.stop()
                 if cni is not None:
                     await cni.stop()
                 if responder is not None:
@@ -81,12 +88,29 @@ class Agent:
         responder.start()
         return responder
 
-    async def _start_cni_server(self) -> Any:
+    def _bgp_driver(self, kube: Kube) -> BGPDriver | None:
+        if not self.settings.bgp_parent:
+            return None
+
+        async def read_secret(ref: SecretKeyRef) -> str:
+            namespace = ref.namespace or self.settings.secret_namespace
+            secret = await asyncio.to_thread(kube.core.read_namespaced_secret, ref.name, namespace)
+            # The client leaves a Secret's data base64-encoded (str values).
+            return secret_value(cast(dict[str, str] | None, secret.data), ref, namespace)
+
+        return BGPDriver(self.settings.bgp_state_dir, read_secret)
+
+    async def _start_cni_server(self, bgp: BGPDriver | None) -> Any:
         if not self.settings.cni_server:
             return None
         from hybridlay_agent.cni_server import CNIServer  # noqa: PLC0415 - pulls in the pod plumbing
 
-        server = CNIServer(socket_path=str(self.settings.cni_socket), view=self.view)
+        server = CNIServer(
+            socket_path=str(self.settings.cni_socket),
+            view=self.view,
+            announcements=bgp,
+            announce_timeout=self.settings.bgp_announce_timeout,
+        )
         await server.start()
         return server
 
@@ -111,7 +135,26 @@ class Agent:
         )
         return facts, tuple(str(a) for a in addresses)
 
-    async def _reconcile_loop(self, kube: Kube, reconciler: Reconciler, facts: NodeFacts) -> None:
+    def _bgp_addresses(self, reconciler: Reconciler, interface: str) -> tuple[str, ...]:
+        """The BGP interface's global addresses with their prefix length (the speaker's session addresses)."""
+        nl = reconciler.nl
+        nl.refresh()
+        return tuple(
+            f"{a.get('address')}/{a['prefixlen']}"
+            for a in nl.ipr.get_addr(index=nl.index(interface))
+            if a["scope"] == 0  # RT_SCOPE_UNIVERSE
+        )
+
+    async def _sync_bgp(self, bgp: BGPDriver, reconciler: Reconciler, interface: str, labels: dict[str, str]) -> None:
+        addresses = await self._in_netlink_thread(self._bgp_addresses, reconciler, interface)
+        node = BGPNode(self.settings.node_name, interface, addresses=addresses)
+        action = await bgp.sync(plan_speaker(self.view.snapshot(), labels, node))
+        if action not in ("apply", "none"):
+            log.info(json.dumps({"event": "bgp", "action": action}))
+
+    async def _reconcile_loop(
+        self, kube: Kube, reconciler: Reconciler, facts: NodeFacts, bgp: BGPDriver | None
+    ) -> None:
         # Never plan from a partial view: an empty list would mean "remove everything".
         await self.view.synced.wait()
         labels: dict[str, str] | None = None
@@ -132,6 +175,11 @@ class Agent:
                 log.info(json.dumps({"event": "reconciled", "writes": result.writes, "pending": len(result.pending)}))
             except Exception:
                 log.exception("reconcile failed; retrying at the next event or resync")
+            if bgp is not None and self.settings.bgp_parent and labels is not None:
+                try:
+                    await self._sync_bgp(bgp, reconciler, self.settings.bgp_parent, labels)
+                except Exception:
+                    log.exception("BGP speaker update failed; retrying at the next event or resync")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.view.reconcile_requested.wait(), self.settings.resync_seconds)
             await asyncio.sleep(DEBOUNCE_SECONDS)

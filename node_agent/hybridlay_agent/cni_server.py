@@ -4,8 +4,10 @@ The plugin executable is a shim (:mod:`hybridlay_cni.shim`, wire format there) t
 its environment and stdin; the plugin's logic (:func:`hybridlay_cni.plugin.respond`) runs here:
 validation before anything is touched, the command, the result in the caller's cniVersion.
 Failures go back as CNI error codes (11 "try again later" when the pod's IPInstances do not
-appear within ``address_timeout``). The plumbing (:mod:`hybridlay_agent.plumbing`) is blocking
-netlink work and runs on a small thread pool, one call at a time per pod.
+appear within ``address_timeout``, or a BGP pod's route is not announced over established
+sessions within ``announce_timeout``; the pod is then unplumbed again). The plumbing
+(:mod:`hybridlay_agent.plumbing`) is blocking netlink work and runs on a small thread pool, one
+call at a time per pod.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import logging
 import os
 import socket
 import stat
+import time
 from typing import Any, Protocol
 
 from hybridlay.dataplane.state import VXLAN_OVERHEAD
@@ -30,6 +33,7 @@ from hybridlay_cni import plugin, shim, spec
 from hybridlay_cni.spec import E_PLUMBING, E_TRY_AGAIN_LATER, CNIError, Invocation
 
 log = logging.getLogger(__name__)
+PodInstances = list[tuple[IPInstance, Subnet, Network]]
 
 
 
@@ -46,6 +50,13 @@ class PodAddressSource(Protocol):
     def parent_interface(self, mode: NetworkMode) -> str: ...
 
     def request_reconcile(self) -> None: ...
+
+
+class RouteAnnouncer(Protocol):
+    """The node's BGP speaker as the CNI server sees it (``hybridlay_agent.bgp_driver.BGPDriver``)."""
+
+    async def wait_announced(self, ip: str, timeout: float) -> None:  # raises TimeoutError
+        ...
 
 
 class CNIServer:
@@ -66,11 +77,15 @@ class CNIServer:
         host_netns: str | None = None,
         vlan_check_timeout: float = 1.0,
         workers: int = 8,
+        announcements: RouteAnnouncer | None = None,
+        announce_timeout: float = 10.0,
     ) -> None:
         self.socket_path = socket_path
         self.view = view
         self.address_timeout = address_timeout
         self.mtu = mtu
+        self.announcements = announcements
+        self.announce_timeout = announce_timeout
         self.plumber = Plumber(host_netns=host_netns, vlan_check_timeout=vlan_check_timeout)
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hybridlay-cni")
         self._pod_locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -152,27 +167,55 @@ class CNIServer:
         lock = self._pod_locks.setdefault((invocation.pod_namespace, invocation.pod_name), asyncio.Lock())
         async with lock:
             if invocation.command == "DEL":
-                await self._run(
-                    self.plumber.delete,
-                    invocation.container_id,
-                    invocation.ifname,
-                    invocation.pod_namespace,
-                    invocation.pod_name,
-                )
+                await self._unplumb(invocation)
                 self.view.request_reconcile()
                 return {}
-            attachment = await self._attachment(invocation, config)
+            instances = await self._instances(invocation)
+            attachment = self._attachment(invocation, config, instances)
             if invocation.command == "CHECK":
                 await self._run(self.plumber.check, attachment)
                 return {}
             result: dict[str, Any] = await self._run(self.plumber.add, attachment)
             self.view.request_reconcile()
+            try:
+                await self._wait_announced(invocation, instances)
+            except CNIError:
+                # Nothing half-applied: a pod the switch cannot reach yet is not left plumbed.
+                await self._unplumb(invocation)
+                raise
             return result
+
+    async def _unplumb(self, invocation: Invocation) -> None:
+        await self._run(
+            self.plumber.delete,
+            invocation.container_id,
+            invocation.ifname,
+            invocation.pod_namespace,
+            invocation.pod_name,
+        )
+
+    async def _wait_announced(self, invocation: Invocation, instances: PodInstances) -> None:
+        """A BGP pod is only reachable once the switch has its route: wait (bounded) for the announcement."""
+        if self.announcements is None:
+            return
+        deadline = time.monotonic() + self.announce_timeout
+        for instance, _, network in instances:
+            if network.effective_mode is not NetworkMode.BGP:
+                continue
+            ip = str(ipaddress.ip_interface(instance.address.ip).ip)
+            try:
+                await self.announcements.wait_announced(ip, max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise CNIError(
+                    E_TRY_AGAIN_LATER,
+                    f"route of pod {invocation.pod_namespace}/{invocation.pod_name} ({ip}) not announced"
+                    f" over established BGP sessions within {self.announce_timeout:g}s",
+                ) from None
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def _attachment(self, invocation: Invocation, config: dict[str, Any]) -> Attachment:
+    async def _instances(self, invocation: Invocation) -> PodInstances:
         try:
             instances = await self.view.pod_addresses(
                 invocation.pod_namespace, invocation.pod_name, self.address_timeout
@@ -185,6 +228,9 @@ class CNIServer:
             ) from None
         if not instances:
             raise CNIError(E_TRY_AGAIN_LATER, f"pod {invocation.pod_namespace}/{invocation.pod_name} has no IPInstance")
+        return instances
+
+    def _attachment(self, invocation: Invocation, config: dict[str, Any], instances: PodInstances) -> Attachment:
         network = instances[0][2]
         addresses = []
         for instance, subnet, net in instances:

@@ -11,6 +11,7 @@ from hybridlay import devices
 from hybridlay.errors import InvalidValue
 
 DEFAULT_CNI_SOCKET = Path("/run/hybridlay/cni.sock")
+DEFAULT_NAMESPACE = "hybridlay-system"
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,15 @@ class Settings:
     vtep_ip: str | None = None  # None: the VXLAN parent's first global address (IPv4 preferred)
     cni_server: bool = True
     answer_neighbour_misses: bool = True
+    bgp_run_dir: Path | None = None  # None: "bgp" next to the CNI socket
+    # How long a pod's ADD waits for its BGP route to be announced before answering "try again later".
+    bgp_announce_timeout: float = 10.0
+    # Where a BGP peer's passwordSecretRef without a namespace points: the agent's own namespace.
+    secret_namespace: str = DEFAULT_NAMESPACE
+
+    @property
+    def bgp_state_dir(self) -> Path:
+        return self.bgp_run_dir or self.cni_socket.parent / "bgp"
 
 
 def parse_args(argv: list[str] | None = None) -> Settings:
@@ -35,6 +45,18 @@ def parse_args(argv: list[str] | None = None) -> Settings:
     parser.add_argument("--vxlan-parent", default=env.get("HYBRIDLAY_VXLAN_PARENT"), help="VXLAN underlay interface")
     parser.add_argument("--vlan-parent", default=env.get("HYBRIDLAY_VLAN_PARENT"), help="VLAN parent interface")
     parser.add_argument("--bgp-parent", default=env.get("HYBRIDLAY_BGP_PARENT"), help="BGP interface")
+    parser.add_argument("--bgp-run-dir", default=env.get("HYBRIDLAY_BGP_RUN_DIR"), help="BGP speaker's files")
+    parser.add_argument(
+        "--bgp-announce-timeout",
+        type=float,
+        default=float(env.get("HYBRIDLAY_BGP_ANNOUNCE_TIMEOUT", "10")),
+        help="seconds a BGP pod's ADD waits for its route to be announced",
+    )
+    parser.add_argument(
+        "--secret-namespace",
+        default=env.get("POD_NAMESPACE", DEFAULT_NAMESPACE),
+        help="namespace of BGP password Secrets that name none (env POD_NAMESPACE)",
+    )
     parser.add_argument("--cni-socket", default=env.get("HYBRIDLAY_CNI_SOCKET", str(DEFAULT_CNI_SOCKET)))
     parser.add_argument("--resync-seconds", type=float, default=float(env.get("HYBRIDLAY_RESYNC_SECONDS", "30")))
     parser.add_argument("--vtep-ip", default=env.get("HYBRIDLAY_VTEP_IP"), help="VTEP address (default: parent's)")
@@ -51,6 +73,8 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         parser.error("--vxlan-parent (or HYBRIDLAY_VXLAN_PARENT) is required")
     if args.resync_seconds <= 0:
         parser.error(f"--resync-seconds {args.resync_seconds}: must be positive")
+    if args.bgp_announce_timeout <= 0:
+        parser.error(f"--bgp-announce-timeout {args.bgp_announce_timeout}: must be positive")
     for option, name in (("--vxlan-parent", args.vxlan_parent), ("--vlan-parent", args.vlan_parent)):
         try:
             if name:
@@ -68,4 +92,7 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         vtep_ip=args.vtep_ip,
         cni_server=not args.no_cni_server,
         answer_neighbour_misses=not args.no_neighbour_miss,
+        bgp_run_dir=Path(args.bgp_run_dir) if args.bgp_run_dir else None,
+        bgp_announce_timeout=args.bgp_announce_timeout,
+        secret_namespace=args.secret_namespace,
     )

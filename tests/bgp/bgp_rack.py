@@ -7,8 +7,8 @@ Nodes speak BGP as AS 65101 (the Network's netID) to the ToR. A "pod" is a names
 to its node, set up as the CNI plugin does (address /32 in the pod, ``default via 169.254.1.1``,
 proxy ARP on the host side, host route in table 39999), plus the BGP subnet's policy table
 ``default via <routing peer> dev eth0`` (reference §5). That plumbing is a documented stand-in
-written here with ``ip``: the CNI plugin (cni/, plumbing.py) and the agent's data-plane planner
-(which does plan the BGP subnet table) are other issues and are not run by these tests.
+written here with ``ip``, for the speaker's own tests; test_bgp_agent.py runs the real agents,
+plugin and data plane on this rack instead.
 """
 
 from __future__ import annotations

@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# The agent tests reuse the node test bed (tests/node/nodebed.py) and the API stand-in (tests/support).
+sys.path.insert(0, str(Path(__file__).parents[1] / "support"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "node"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "cni"))  # cnitest: runs the real plugin
 
 from bgp_rack import PASSWORD, Rack, build_rack, destroy_rack
 

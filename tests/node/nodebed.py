@@ -32,7 +32,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -348,6 +348,28 @@ def plural_kind(plural: str) -> str:
     }[plural]
 
 
+def bridge_api(cluster: NodeCluster, nodes: Iterable[str]) -> None:
+    """Each node's 127.0.0.1:API_PORT → a unix socket → KMock on our loopback (namespaces cannot
+    reach it); writes ``kubeconfig-node`` in the workdir for processes inside the nodes."""
+    api_socket = cluster.workdir / "api.sock"
+    cluster.helpers.append(
+        subprocess.Popen(
+            ["socat", f"UNIX-LISTEN:{api_socket},fork,mode=600", f"TCP:127.0.0.1:{cluster.api.port}"],
+            stderr=subprocess.DEVNULL,
+        )
+    )
+    for node in nodes:
+        cluster.helpers.append(
+            subprocess.Popen(
+                ["ip", "netns", "exec", cluster.ns(node), "socat",
+                 f"TCP-LISTEN:{API_PORT},bind=127.0.0.1,fork,reuseaddr", f"UNIX-CONNECT:{api_socket}"],
+                stderr=subprocess.DEVNULL,
+            )
+        )  # fmt: skip
+    kubeconfig = cluster.api.write_kubeconfig(cluster.workdir / "kubeconfig-node")
+    kubeconfig.write_text(kubeconfig.read_text().replace(cluster.api.url, f"http://127.0.0.1:{API_PORT}"))
+
+
 def _build(cluster: NodeCluster) -> None:
     sw = cluster.add_netns("sw")
     sh(sw, "ip link add br0 type bridge; ip link set br0 up")
@@ -368,25 +390,7 @@ def _build(cluster: NodeCluster) -> None:
            f" ip route add 10.244.0.0/16 via {NODE_IP['n1']};"
            f" ip route add 10.245.0.0/16 via {NODE_IP['n1']}")  # fmt: skip
     sh(ext, f"ip link set eth0 up; ip addr add {EXTERNAL_IP}/24 dev eth0; ip route add default via 203.0.113.1")
-    # The API: our loopback → unix socket → each node's loopback.
-    api_socket = cluster.workdir / "api.sock"
-    cluster.helpers.append(
-        subprocess.Popen(
-            ["socat", f"UNIX-LISTEN:{api_socket},fork,mode=600", f"TCP:127.0.0.1:{cluster.api.port}"],
-            stderr=subprocess.DEVNULL,
-        )
-    )
-    for n in NODES:
-        cluster.helpers.append(
-            subprocess.Popen(
-                ["ip", "netns", "exec", cluster.ns(n), "socat",
-                 f"TCP-LISTEN:{API_PORT},bind=127.0.0.1,fork,reuseaddr", f"UNIX-CONNECT:{api_socket}"],
-                stderr=subprocess.DEVNULL,
-            )
-        )  # fmt: skip
-    cluster.api.write_kubeconfig(cluster.workdir / "kubeconfig-node")
-    text = (cluster.workdir / "kubeconfig-node").read_text()
-    (cluster.workdir / "kubeconfig-node").write_text(text.replace(cluster.api.url, f"http://127.0.0.1:{API_PORT}"))
+    bridge_api(cluster, NODES)
     for network in NETWORKS:
         cluster.create(names.PLURAL_NETWORK, network)
     for subnet in SUBNETS:
