@@ -8,7 +8,8 @@ The decisions are pure functions (:func:`member_bgp_network`, :func:`plan_speake
   (peers keep our routes) and a new one starts with the desired routes already in its configuration;
 - otherwise the routes are brought to the desired set in place;
 - the node leaves its BGP network: the speaker withdraws everything and stops;
-- the speaker fails (:class:`SpeakerError`): it is restarted the same graceful way.
+- the speaker fails (:class:`SpeakerError`), or is found not running (ExaBGP died while nothing
+  changed, so no command would have failed): it is restarted the same graceful way.
 
 Peer passwords are read from their Secrets on every pass (a rotated password restarts the speaker);
 their values are never logged.
@@ -117,6 +118,9 @@ class Speaker(Protocol):
         self, config: SpeakerConfig, announced: frozenset[Announcement], passwords: Mapping[str, str]
     ) -> None: ...
 
+    @property
+    def running(self) -> bool: ...
+
     async def apply(self, desired: frozenset[Announcement]) -> None: ...
 
     async def stop(self, graceful: bool = True) -> None: ...
@@ -153,6 +157,10 @@ class BGPDriver:
                 await self._stop(graceful=False)
         elif action in ("start", "restart"):
             await self._start(plan, passwords)
+        elif self._speaker is not None and not self._speaker.running:
+            log.warning("BGP speaker is not running (ExaBGP or its API helper gone); restarting it")
+            await self._start(plan, passwords)
+            action = "restart"
         elif self._speaker is not None:
             try:
                 await self._speaker.apply(plan.announcements)

@@ -278,6 +278,16 @@ class BGPSpeaker:
                 return
             await asyncio.sleep(0.01)
 
+    @property
+    def running(self) -> bool:
+        """ExaBGP is alive and its API helper connected: what :meth:`apply` needs to reach the peers."""
+        return (
+            self._process is not None
+            and self._process.returncode is None
+            and self._writer is not None
+            and not self._writer.is_closing()
+        )
+
     # --- routes ----------------------------------------------------------------------------
 
     @property

@@ -12,6 +12,8 @@ from the IPInstances bound to their node. Pods are real: the plugin executable `
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import os
 import re
 import shutil
 import signal
@@ -45,7 +47,17 @@ from nodebed import NodeCluster, bridge_api
 
 from hybridlay import names
 from hybridlay.addresses import instance_name
-from hybridlay.model import ipinstance_to_resource, network_to_resource, subnet_to_resource
+from hybridlay.model import (
+    AddressRange,
+    InstanceAddress,
+    Network,
+    NetworkMode,
+    NetworkType,
+    Subnet,
+    ipinstance_to_resource,
+    network_to_resource,
+    subnet_to_resource,
+)
 from hybridlay_cni.spec import E_TRY_AGAIN_LATER
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
@@ -265,6 +277,91 @@ def test_pod_moving_node_takes_its_route_along(agents: tuple[BGPAgents, Rack]) -
         {"spec": {"binding": {"nodeName": "node2"}}, "metadata": {"labels": {names.LABEL_NODE: "node2"}}},
     )
     wait_route(rack, "10.200.0.15/32", lambda r: "192.168.100.12" in r and "192.168.100.11" not in r)
+
+
+def test_exabgp_dying_is_noticed_at_the_next_resync_and_the_routes_come_back(agents: tuple[BGPAgents, Rack]) -> None:
+    cluster, rack = agents
+    cluster.add_instance("10.200.0.16", "node1", "p6")
+    rack.wait_tor_route("10.200.0.16/32", contains="192.168.100.11")
+    restarts = cluster.bgp_events("node1").count("restart")
+    pid_file = cluster.workdir / "node1" / "bgp" / "exabgp.pid"
+    dead = int(pid_file.read_text())
+    os.kill(dead, signal.SIGKILL)  # ExaBGP crashes
+    deadline = time.monotonic() + 10
+    while "Neighbor graceful restart active" not in rack.birdc("show", "protocols", "all", "node1"):
+        assert time.monotonic() < deadline, rack.birdc("show", "protocols", "all", "node1")
+        time.sleep(0.1)
+    # The ToR gives up on the stale routes (as when its restart timer runs out): only a new speaker brings them back.
+    rack.birdc("restart", "node1")
+    rack.wait_tor_route("10.200.0.16/32", present=False)
+    # Nothing changed in the API, so only the agent's periodic resync (3 s here) can notice.
+    deadline = time.monotonic() + 15
+    while cluster.bgp_events("node1").count("restart") == restarts:
+        assert time.monotonic() < deadline, cluster.agent_log("node1").read_text()[-3000:]
+        time.sleep(0.1)
+    assert "via 192.168.100.11" in rack.wait_tor_route("10.200.0.16/32", contains="192.168.100.11")
+    assert "192.168.100.11" in wait_route(rack, SUBNET_CIDR, lambda r: "192.168.100.11" in r)
+    assert "Established" in rack.birdc("show", "protocols", "node1")
+    assert int(pid_file.read_text()) != dead
+    assert not Path(f"/proc/{dead}").exists()
+
+
+VLAN_GATEWAY = "192.168.101.1"
+MATRIX_NETWORKS = (
+    Network(name="overlay", type=NetworkType.OVERLAY, net_id=7),
+    Network(name="vlan", type=NetworkType.UNDERLAY, mode=NetworkMode.VLAN, net_id=0, node_selector=NODE_LABELS),
+)
+MATRIX_SUBNETS = (
+    Subnet(name="overlay-v4", network="overlay", range=AddressRange(version="4", cidr="10.244.0.0/16")),
+    Subnet(
+        name="vlan-v4", network="vlan", range=AddressRange(version="4", cidr="192.168.101.0/24", gateway=VLAN_GATEWAY)
+    ),
+)
+# pod → node, address with its subnet's prefix length, subnet
+MATRIX_PODS = {
+    "m-bgp": ("node1", "10.200.0.31/24", SUBNET),
+    "m-overlay": ("node2", "10.244.7.5/16", MATRIX_SUBNETS[0]),
+    "m-vlan": ("node2", "192.168.101.10/24", MATRIX_SUBNETS[1]),
+}
+
+
+def test_bgp_pod_and_overlay_and_vlan_pods_reach_each_other_without_nat(agents: tuple[BGPAgents, Rack]) -> None:
+    """The matrix cells for BGP: a BGP pod on node1 and, on node2, an overlay pod (VXLAN between the node
+    namespaces) and a VLAN netID 0 pod on the nodes' L2 (its gateway on the ToR), both ways, own addresses seen."""
+    cluster, rack = agents
+    sh("ip", "-n", rack.tor, "addr", "add", f"{VLAN_GATEWAY}/24", "dev", "br0")
+    for network in MATRIX_NETWORKS:
+        cluster.create(names.PLURAL_NETWORK, network_to_resource(network))
+    for subnet in MATRIX_SUBNETS:
+        cluster.create(names.PLURAL_SUBNET, subnet_to_resource(subnet))
+    netns: dict[str, str] = {}
+    try:
+        for pod, (node, address, subnet) in MATRIX_PODS.items():
+            instance = dataclasses.replace(
+                instance_of(address.split("/")[0], node, pod),
+                network=subnet.network,
+                subnet=subnet.name,
+                address=InstanceAddress(version="4", ip=address),
+            )
+            cluster.create(names.PLURAL_IPINSTANCE, ipinstance_to_resource(instance))
+            netns[pod] = rack.add_ns(pod)
+            add = cluster.plugin("ADD", node, pod, f"/var/run/netns/{netns[pod]}")
+            assert add.code == 0, add.raw
+        bgp_ip = MATRIX_PODS["m-bgp"][1].split("/")[0]
+        # The ToR knows no overlay route: overlay traffic can only take the VXLAN tunnel between the nodes.
+        assert "10.244." not in sh("ip", "-n", rack.tor, "route").stdout
+        for other in ("m-overlay", "m-vlan"):
+            other_ip = MATRIX_PODS[other][1].split("/")[0]
+            assert cluster.ping(netns["m-bgp"], other_ip), f"BGP pod → {other}"
+            assert cluster.ping(netns[other], bgp_ip), f"{other} → BGP pod"
+            assert cluster.seen_source(netns["m-bgp"], netns[other], other_ip) == bgp_ip
+            assert cluster.seen_source(netns[other], netns["m-bgp"], bgp_ip) == other_ip
+    finally:
+        for pod, (node, address, _) in MATRIX_PODS.items():
+            if pod in netns:
+                cluster.plugin("DEL", node, pod, f"/var/run/netns/{netns[pod]}")
+            with contextlib.suppress(Exception):
+                cluster.delete(names.PLURAL_IPINSTANCE, instance_name(address.split("/")[0]))
 
 
 def test_node_leaving_the_network_withdraws_its_routes(agents: tuple[BGPAgents, Rack]) -> None:

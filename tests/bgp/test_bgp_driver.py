@@ -95,11 +95,13 @@ def test_secret_value_decodes_and_errors_name_the_key_never_the_value():
 
 
 class FakeSpeaker:
-    """Records what the driver asks of it; ``fail_apply`` makes the next apply raise SpeakerError."""
+    """Records what the driver asks of it; ``fail_apply`` makes the next apply raise SpeakerError,
+    ``running = False`` plays an ExaBGP that died."""
 
     def __init__(self, calls: list[tuple[str, ...]], run_dir: Path) -> None:
         self.calls = calls
         self.fail_apply = False
+        self.running = True
         self.announced: frozenset[Announcement] = frozenset()
         self.calls.append(("new", str(run_dir)))
 
@@ -168,6 +170,31 @@ async def test_driver_starts_applies_restarts_and_stops(tmp_path):
         ("start", "65101", "two"),
         ("stop", "withdraw"),
     ]
+
+
+async def test_driver_restarts_a_speaker_found_not_running_although_nothing_changed(tmp_path):
+    async def read_secret(ref: SecretKeyRef) -> str:
+        return "pw"
+
+    calls: list[tuple[str, ...]] = []
+    speakers: list[FakeSpeaker] = []
+
+    def new_speaker(run_dir: Path) -> FakeSpeaker:
+        speakers.append(FakeSpeaker(calls, run_dir))
+        return speakers[-1]
+
+    driver = BGPDriver(tmp_path, read_secret, new_speaker)
+    with_pod = dataclasses.replace(PLAN, announcements=frozenset({ROUTE, POD_ROUTE}))
+    assert await driver.sync(with_pod) == "start"
+    assert await driver.sync(with_pod) == "apply"
+    speakers[-1].running = False  # ExaBGP died; the same plan would send no command that could fail
+    calls.clear()
+    assert await driver.sync(with_pod) == "restart"
+    # Stopped gracefully (peers keep the routes), and the new speaker starts with the desired routes.
+    assert calls == [("stop", "graceful"), ("new", str(tmp_path)), ("start", "65101", "pw")]
+    assert speakers[-1].announced == with_pod.announcements
+    assert await driver.sync(with_pod) == "apply"  # the new one runs: no further restart
+    assert len(speakers) == 2
 
 
 async def test_wait_announced_waits_for_the_speaker_then_times_out(tmp_path):

@@ -10,6 +10,8 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -233,9 +235,17 @@ async def test_wait_announced_times_out_while_the_session_is_down(rack: Rack):
         await speaker.apply(desired(rack, "node1", [pod_instance("10.200.0.5", "node1", "pa")]))
         with pytest.raises(TimeoutError):
             await speaker.wait_announced("10.200.0.5", 1.0)
+        assert speaker.running  # a session down is the peer's business, not a reason to restart ExaBGP
         rack.birdc("enable", "node1")
         await speaker.wait_announced("10.200.0.5", 30)
         rack.wait_tor_route("10.200.0.5/32")
+        # ExaBGP gone: no longer running (BGPDriver restarts such a speaker).
+        os.kill(int(speaker.pid_path.read_text()), signal.SIGKILL)
+        for _ in range(100):
+            if not speaker.running:
+                break
+            await asyncio.sleep(0.05)
+        assert not speaker.running
     finally:
         await speaker.stop(graceful=False)
 
