@@ -165,6 +165,12 @@ class Binding:
     referred_object: ReferredObject | None = None
     stateful_index: int | None = None
 
+    @property
+    def retained(self) -> bool:
+        """Kept for a stateful workload: the operator refers such an address to the workload rather
+        than to the pod (whichever stateful kinds it is configured with)."""
+        return self.referred_object is not None and self.referred_object.kind != "Pod"
+
 
 @dataclass(frozen=True)
 class InstanceAddress:

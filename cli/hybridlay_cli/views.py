@@ -178,11 +178,6 @@ def render_status(records: Record) -> str:
 # --- ipinstances -------------------------------------------------------------------------------
 
 
-def is_retained(instance: IPInstance) -> bool:
-    """Kept for a stateful pod that is gone: the operator clears the pod's UID and node, keeps the rest."""
-    return not instance.binding.pod_uid and not instance.terminating
-
-
 def _address_key(instance: IPInstance) -> tuple[str, str, int, int]:
     try:
         ip = ipaddress.ip_interface(instance.address.ip).ip
@@ -220,7 +215,8 @@ def ipinstance_record(instance: IPInstance) -> Record:
         "gateway": instance.address.gateway,
         "netID": instance.address.net_id,
         "owner": f"{referred.kind}/{referred.name}" if referred is not None else None,
-        "retained": is_retained(instance),
+        # Retention is the operator's decision, recorded in the binding, whether a pod is bound or not.
+        "retained": instance.binding.retained,
         "terminating": instance.terminating,
     }
 

@@ -33,6 +33,12 @@ DEBOUNCE_SECONDS = 0.05
 T = TypeVar("T")
 
 
+def log_reconciled(result: Result) -> None:
+    """INFO only if the node changed: a reconcile runs on every event and resync, mostly writing nothing."""
+    level = logging.INFO if result.writes else logging.DEBUG
+    log.log(level, json.dumps({"event": "reconciled", "writes": result.writes, "pending": len(result.pending)}))
+
+
 class Agent:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -172,7 +178,7 @@ class Agent:
                 desired = plan(dataclasses.replace(facts, labels=labels), self.view.snapshot())
                 self._tunnels = {link.name for link in desired.vxlan_links}
                 result: Result = await self._in_netlink_thread(reconciler.reconcile, desired)
-                log.info(json.dumps({"event": "reconciled", "writes": result.writes, "pending": len(result.pending)}))
+                log_reconciled(result)
             except Exception:
                 log.exception("reconcile failed; retrying at the next event or resync")
             if bgp is not None and self.settings.bgp_parent and labels is not None:

@@ -34,9 +34,11 @@ def link_facts(ipr, name):
     vlan_id = None
     if kind == "vlan":
         vlan_id = info.get_attr("IFLA_INFO_DATA").get_attr("IFLA_VLAN_ID")
+    # Only a VLAN's parent matters here; a veth's IFLA_LINK may index a peer in another
+    # namespace (IFLA_LINK_NETNSID set), which this namespace cannot resolve.
     parent_index = link.get_attr("IFLA_LINK")
     parent = None
-    if parent_index:
+    if kind == "vlan" and parent_index and link.get_attr("IFLA_LINK_NETNSID") is None:
         parents = ipr.get_links(parent_index)
         parent = parents[0].get_attr("IFLA_IFNAME") if parents else None
     addresses = []

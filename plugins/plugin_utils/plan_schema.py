@@ -91,6 +91,7 @@ NODE = {
     "properties": {
         "vlan_parent": {"type": "string", "pattern": IFNAME},
         "vxlan_parent": {"type": "string", "pattern": IFNAME},
+        "bgp_parent": {"type": "string", "pattern": IFNAME},
         "vlan_mtu": {"type": "integer", "minimum": 68, "maximum": 65535},
     },
 }

@@ -188,6 +188,21 @@ def test_untagged_live_in_namespace(module_in_netns, netns, tmp_path):
     assert "SUCCESS" in module_in_netns(args) and not list(tmp_path.iterdir())  # idempotent; nothing persisted
 
 
+@pytest.mark.netns
+def test_untagged_parent_whose_veth_peer_is_in_another_namespace(module_in_netns, netns, tmp_path):
+    """A container's eth1 is a veth whose peer lives on the host: its IFLA_LINK indexes a link the
+    container cannot see, which must not make the module fail (errno 19 before)."""
+    elsewhere = f"{netns}-peer"
+    subprocess.run(["ip", "netns", "add", elsewhere], check=True)
+    try:
+        subprocess.run(["ip", "-n", netns, "link", "set", "peer1", "netns", elsewhere], check=True)
+        args = {"parent": "eth1", "id": 0, "addresses": ["192.168.20.6/24"], "config_root": str(tmp_path)}
+        assert "CHANGED" in module_in_netns(args)
+        assert "SUCCESS" in module_in_netns(args)
+    finally:
+        subprocess.run(["ip", "netns", "del", elsewhere], check=False)
+
+
 def _kernel_has_8021q(netns: str) -> bool:
     probe = subprocess.run(
         ["ip", "-n", netns, "link", "add", "link", "eth1", "name", "probe.7", "type", "vlan", "id", "7"],

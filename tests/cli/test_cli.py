@@ -23,7 +23,7 @@ from hybridlay_cli.main import main
 EXAMPLES = Path(__file__).parents[2] / "docs" / "examples"
 GROUP, VERSION = "networking.hybridlay.io", "v1"
 # The default columns of web-0's IPv4 address (docs/examples/ipinstances.yaml).
-WEB0_V4_ROW = ["100.10.0.5/16", "shop/web-0", "node1", "overlay-v4", "overlay", "02:12:34:5a:0b:7c", "no"]
+WEB0_V4_ROW = ["100.10.0.5/16", "shop/web-0", "node1", "overlay-v4", "overlay", "02:12:34:5a:0b:7c", "yes"]
 
 
 @pytest.fixture
@@ -177,7 +177,7 @@ def test_status_without_operator_status_counts_ipinstances_and_says_so(examples,
 
 
 def test_ipinstances_lists_pod_node_and_retained_addresses(examples, kubeconfig, capsys):
-    # web-0 deleted: the operator keeps its IPv6 address for the StatefulSet, pod UID and node cleared.
+    # web-0's addresses are retained for its StatefulSet, bound or not: unbind the IPv6 one as the operator does.
     examples.patch_cluster_custom_object(
         GROUP,
         VERSION,
@@ -191,7 +191,7 @@ def test_ipinstances_lists_pod_node_and_retained_addresses(examples, kubeconfig,
     assert (code, err) == (0, "")
     assert out == (
         "IP                   POD          NODE    SUBNET       NETWORK   MAC                 RETAINED\n"
-        "100.10.0.5/16        shop/web-0   node1   overlay-v4   overlay   02:12:34:5a:0b:7c   no\n"
+        "100.10.0.5/16        shop/web-0   node1   overlay-v4   overlay   02:12:34:5a:0b:7c   yes\n"
         "fd00:100:10::5/112   shop/web-0   -       overlay-v6   overlay   02:12:34:5a:0b:7c   yes\n"
     )
 
@@ -240,7 +240,7 @@ def test_ipinstances_wide_and_json(examples, kubeconfig, capsys):
     first = json.loads(out)[0]
     assert first["name"] == "100-10-0-5"
     assert first["pod"] == "shop/web-0"
-    assert first["retained"] is False
+    assert first["retained"] is True
 
 
 def test_the_command_runs_as_a_process(examples, kubeconfig):

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
-from hybridlay.model import AddressRange, Binding, InstanceAddress, IPInstance, ReferredObject, Subnet
+from dataclasses import replace
+
+from hybridlay.ipam import Allocation
+from hybridlay.model import (
+    AddressRange,
+    Binding,
+    InstanceAddress,
+    IPInstance,
+    ReferredObject,
+    Subnet,
+    ipinstance_from_resource,
+)
+from hybridlay.pod_request import PodSettings, parse_pod_request
 from hybridlay_cli import views
+from hybridlay_operator import decisions
 
 
-def instance(ip, *, pod_uid="u1", node="node1", terminating=False):
+def instance(ip):
     return IPInstance(
         name=ip.split("/")[0].replace(".", "-"),
         network="n",
         subnet="s",
         address=InstanceAddress(version="4", ip=ip),
-        binding=Binding(
-            pod_name="p",
-            pod_namespace="ns",
-            pod_uid=pod_uid,
-            node_name=node,
-            referred_object=ReferredObject("StatefulSet", "p", "x"),
-            stateful_index=0,
-        ),
-        terminating=terminating,
+        binding=Binding(pod_name="p", pod_namespace="ns", pod_uid="u1", node_name="node1"),
     )
 
 
@@ -36,10 +41,45 @@ def test_instances_sort_by_address_value_not_text():
     assert [i.address.ip for i in found] == ["10.0.0.9/24", "10.0.0.10/24", "10.0.0.100/24"]
 
 
-def test_retained_means_no_pod_bound_and_not_being_deleted():
-    assert views.is_retained(instance("10.0.0.1/24", pod_uid=None, node=None))
-    assert not views.is_retained(instance("10.0.0.1/24"))
-    assert not views.is_retained(instance("10.0.0.1/24", pod_uid=None, terminating=True))
+def operator_instance(name, owner_kind):
+    """The IPInstance the operator creates for pod ``name`` controlled by an ``owner_kind`` ``web``."""
+    pod = {
+        "metadata": {
+            "name": name,
+            "namespace": "shop",
+            "uid": f"uid-{name}",
+            "ownerReferences": [{"kind": owner_kind, "name": "web", "uid": "uid-web", "controller": True}],
+        },
+        "spec": {"nodeName": "node1"},
+    }
+    request, violations = parse_pod_request(pod, None, PodSettings())
+    assert request is not None, violations
+    # As the controller refers the claim: to the stateful workload when retained, else to the pod.
+    if request.stateful is not None and request.retain:
+        s = request.stateful
+        referred, index = ReferredObject(s.kind, s.name, s.uid), s.ordinal
+    else:
+        referred, index = ReferredObject("Pod", name, f"uid-{name}"), None
+    claim = Allocation("overlay", "overlay-v4", 4, "100.10.0.5", 16, None, 4)
+    return ipinstance_from_resource(decisions.build_ipinstance(claim, pod, referred, "02:12:34:00:00:01", index))
+
+
+def retained_column(instances):
+    table = views.render_table(views.IPINSTANCE_COLUMNS, [views.ipinstance_record(i) for i in instances])
+    return [line.split()[-1] for line in table.splitlines()]
+
+
+def test_statefulset_pod_address_is_retained_bound_or_not():
+    bound = operator_instance("web-0", "StatefulSet")
+    # What the operator's reserve_patch leaves once the pod is gone.
+    unbound = replace(bound, binding=replace(bound.binding, pod_uid=None, node_name=None))
+    assert retained_column([bound]) == ["RETAINED", "yes"]
+    assert retained_column([unbound]) == ["RETAINED", "yes"]
+    assert views.ipinstance_record(bound)["retained"] is True
+
+
+def test_address_of_a_pod_of_another_workload_is_not_retained():
+    assert retained_column([operator_instance("web-5d8f7-x2x9q", "ReplicaSet")]) == ["RETAINED", "no"]
 
 
 def test_subnet_with_a_refused_range_keeps_its_row():

@@ -164,7 +164,9 @@ class NodeCluster:
             "--resync-seconds", "3",
             *(["--vtep-ip", NODE_IP6[node]] if self.vtep_ipv6 else []),
         ]  # fmt: skip
-        self.agents[node] = subprocess.Popen(args, stdout=log, stderr=log)
+        # Reconciles that change nothing are logged at DEBUG only, and the tests count every reconcile.
+        env = {**os.environ, "HYBRIDLAY_LOG_LEVEL": "DEBUG"}
+        self.agents[node] = subprocess.Popen(args, stdout=log, stderr=log, env=env)
 
     def stop_agent(self, node: str) -> None:
         process = self.agents.pop(node)

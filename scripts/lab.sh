@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The lab in one command, on a fresh Debian 12 machine (root): installs what it needs (the same
+# Debian packages and virtualenv as the test command), then runs playbooks/lab.yml against
+# inventories/lab. Usage: bash scripts/lab.sh [ansible-playbook arguments, e.g. -e lab_state=absent]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+here=$(pwd)
+. scripts/prepare-env.sh
+
+# The repository is the collection hybridlay.fabric: Ansible finds it through an
+# ansible_collections/hybridlay/fabric link (the pip `ansible` bundle serves the others).
+collections="${TMPDIR:-/tmp}/hybridlay-collections-$(printf '%s' "$here" | sha256sum | cut -c1-10)"
+mkdir -p "$collections/ansible_collections/hybridlay"
+ln -sfn "$here" "$collections/ansible_collections/hybridlay/fabric"
+export ANSIBLE_COLLECTIONS_PATH="$collections"
+export ANSIBLE_RETRY_FILES_ENABLED=0
+
+start=$(date +%s)
+ansible-playbook -i inventories/lab playbooks/lab.yml -e lab_venv="$venv" "$@"
+echo "lab.yml took $(( $(date +%s) - start )) s"
