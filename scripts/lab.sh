@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The lab in one command, on a fresh Debian 12 machine (root): installs what it needs (the same
 # Debian packages and virtualenv as the test command), then runs playbooks/lab.yml against
-# inventories/lab. Usage: bash scripts/lab.sh [ansible-playbook arguments, e.g. -e lab_state=absent]
+# inventories/lab. Usage: bash scripts/lab.sh [PLAYBOOK] [ansible-playbook arguments]
+#   bash scripts/lab.sh -e lab_state=absent                      # remove the lab
+#   bash scripts/lab.sh playbooks/uninstall.yml -e seed_force=true  # a day-2 playbook on the lab
 set -euo pipefail
 cd "$(dirname "$0")/.."
 here=$(pwd)
@@ -15,6 +17,8 @@ ln -sfn "$here" "$collections/ansible_collections/hybridlay/fabric"
 export ANSIBLE_COLLECTIONS_PATH="$collections"
 export ANSIBLE_RETRY_FILES_ENABLED=0
 
+playbook=playbooks/lab.yml
+case "${1:-}" in *.yml) playbook=$1; shift ;; esac
 start=$(date +%s)
-ansible-playbook -i inventories/lab playbooks/lab.yml -e lab_venv="$venv" "$@"
-echo "lab.yml took $(( $(date +%s) - start )) s"
+ansible-playbook -i inventories/lab "$playbook" -e lab_venv="$venv" "$@"
+echo "$(basename "$playbook") took $(( $(date +%s) - start )) s"

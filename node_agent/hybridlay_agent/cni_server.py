@@ -23,7 +23,7 @@ import stat
 import time
 from typing import Any, Protocol
 
-from hybridlay.dataplane.state import VXLAN_OVERHEAD
+from hybridlay.dataplane.state import VXLAN_OVERHEAD, VXLAN_OVERHEAD_V6
 from hybridlay.devices import vlan_interface_name, vxlan_interface_name
 from hybridlay.errors import InvalidValue
 from hybridlay.model import IPInstance, Network, NetworkMode, Subnet
@@ -48,6 +48,8 @@ class PodAddressSource(Protocol):
     def node_name(self) -> str: ...
 
     def parent_interface(self, mode: NetworkMode) -> str: ...
+
+    def vtep_version(self) -> int: ...
 
     def request_reconcile(self) -> None: ...
 
@@ -255,16 +257,18 @@ class CNIServer:
         )
 
     def _mtu_sources(self, network: Network) -> tuple[tuple[str, int], ...]:
-        """Overlay pods take the VXLAN device's MTU (parent minus 50 while it does not exist yet)."""
+        """Overlay pods take the VXLAN device's MTU (while it does not exist yet: the parent's minus
+        the tunnel's overhead over this node's underlay, 50 over IPv4, 70 over IPv6)."""
         mode = network.effective_mode
         parent = self.view.parent_interface(mode)
         if mode is not NetworkMode.VXLAN:
             return ((parent, 0),)
+        overhead = VXLAN_OVERHEAD_V6 if self.view.vtep_version() == 6 else VXLAN_OVERHEAD
         try:
             vxlan = vxlan_interface_name(parent, network.net_id or 0)
         except InvalidValue:
-            return ((parent, VXLAN_OVERHEAD),)
-        return ((vxlan, 0), (parent, VXLAN_OVERHEAD))
+            return ((parent, overhead),)
+        return ((vxlan, 0), (parent, overhead))
 
     def _vlan_check(self, instance: IPInstance, subnet: Subnet, network: Network) -> VLANCheck | None:
         if network.effective_mode is not NetworkMode.VLAN:

@@ -59,6 +59,12 @@ class ClusterView:
             return self.settings.bgp_parent or self.settings.vlan_parent
         return self.settings.vlan_parent
 
+    def vtep_version(self) -> int:
+        """IP version of this node's VTEP (its NodeInfo, else the setting; IPv4 until known)."""
+        info = self.objects["nodeinfos"].get(self.node_name())
+        vtep = info.vtep.ip if info is not None and info.vtep is not None else self.settings.vtep_ip
+        return 6 if vtep and ":" in vtep else 4
+
     def request_reconcile(self) -> None:
         self.reconcile_requested.set()
 

@@ -14,6 +14,7 @@ from hybridlay.model import IPFamily, NetworkType
 from hybridlay.pod_request import parse_pod_request, resolve_pod_network, validate_pod_create
 from hybridlay.validation import Violation
 from hybridlay_operator.controller import Controller
+from hybridlay_operator.decisions import stateful_view
 
 NETWORK_UNAVAILABLE_TOLERATION = {
     "key": "node.kubernetes.io/network-unavailable",
@@ -84,8 +85,9 @@ def review_subnet(
 
 def review_pod(controller: Controller, pod: Mapping[str, Any], namespace_name: str) -> list[Violation]:
     namespace = controller.namespaces.get(namespace_name)
+    view = stateful_view(pod, controller.stateful_workloads)
     return validate_pod_create(
-        pod, namespace, controller.networks, controller.subnets, controller.config.pod, has_free=controller.has_free
+        view, namespace, controller.networks, controller.subnets, controller.config.pod, has_free=controller.has_free
     )
 
 
@@ -101,7 +103,8 @@ def pod_mutation(controller: Controller, pod: Mapping[str, Any], namespace_name:
             return {}
         return {"spec": {"tolerations": [*tolerations, NETWORK_UNAVAILABLE_TOLERATION]}}
     networks = controller.networks
-    request, _ = parse_pod_request(pod, controller.namespaces.get(namespace_name), controller.config.pod)
+    view = stateful_view(pod, controller.stateful_workloads)
+    request, _ = parse_pod_request(view, controller.namespaces.get(namespace_name), controller.config.pod)
     if request is None:
         return {}
     resolved, _ = resolve_pod_network(request, networks, controller.subnets, controller.config.pod)

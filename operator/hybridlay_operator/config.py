@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from hybridlay.errors import InvalidValue
 from hybridlay.model import IPFamily, NetworkType
@@ -44,9 +47,93 @@ def _enum_ci(env: Mapping[str, str], name: str, kind: type[NetworkType] | type[I
     raise InvalidValue(name, raw, f"must be one of {allowed}")
 
 
+STATEFUL_WORKLOAD_KINDS = "STATEFUL_WORKLOAD_KINDS"
+
+
+def api_group(api_version: str) -> str:
+    """``apps.kruise.io/v1beta1`` → ``apps.kruise.io``; ``v1`` → ``""`` (the core group)."""
+    return api_version.rpartition("/")[0]
+
+
+@dataclass(frozen=True)
+class WorkloadKind:
+    """A stateful workload kind (one entry of STATEFUL_WORKLOAD_KINDS): the pods it controls keep
+    their addresses, and the workload's deletion frees them."""
+
+    kind: str  # as ownerReferences name it: StatefulSet, CloneSet
+    group: str  # API group: apps, apps.kruise.io
+    version: str  # the version to watch and list: v1, v1beta1
+    plural: str  # the resource: statefulsets, clonesets
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+    def path(self, namespace: str | None = None) -> str:
+        """The collection's path: every namespace, or one."""
+        return f"/apis/{self.api_version}" + (f"/namespaces/{namespace}" if namespace else "") + f"/{self.plural}"
+
+    def matches(self, reference: Mapping[str, Any]) -> bool:
+        """Whether an ownerReference is to a workload of this kind: same kind and API group (any version)."""
+        return reference.get("kind") == self.kind and api_group(str(reference.get("apiVersion") or "")) == self.group
+
+    def __str__(self) -> str:
+        return f"{self.kind}.{self.group}/{self.version}/{self.plural}"
+
+
+APPS_STATEFULSET = WorkloadKind("StatefulSet", "apps", "v1", "statefulsets")
+STATEFUL_SYNTAX = "StatefulSet (that of apps/v1) or Kind.group/version/plural"
+STATEFUL_EXAMPLE = "StatefulSet.apps.kruise.io/v1beta1/statefulsets"
+_LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"  # a DNS label, as Kubernetes wants group parts and plurals
+_WORKLOAD = re.compile(
+    rf"(?P<kind>[A-Z][A-Za-z0-9]*)\.(?P<group>{_LABEL}(?:\.{_LABEL})*)/(?P<version>{_LABEL})/(?P<plural>{_LABEL})"
+)
+_BARE_KIND = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+
+
+def parse_stateful_workloads(value: str, name: str = STATEFUL_WORKLOAD_KINDS) -> tuple[WorkloadKind, ...]:
+    """The comma-separated STATEFUL_WORKLOAD_KINDS: ``StatefulSet`` (apps/v1's) and ``Kind.group/version/plural``.
+
+    Empty entries are skipped (an empty value: no kind keeps addresses) and repeats kept once; a
+    kind of one group given twice with different versions or plurals is an error, as is any entry
+    of another shape. Errors name the setting and the entry.
+    """
+    found: dict[tuple[str, str], WorkloadKind] = {}
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry:
+            continue
+        workload = _workload_kind(entry, name)
+        first = found.setdefault((workload.group, workload.kind), workload)
+        if first != workload:
+            raise InvalidValue(name, entry, f"{workload.kind} of {workload.group} is already given as {first}")
+    return tuple(found.values())
+
+
+def _workload_kind(entry: str, name: str) -> WorkloadKind:
+    if entry == APPS_STATEFULSET.kind:
+        return APPS_STATEFULSET
+    match = _WORKLOAD.fullmatch(entry)
+    if match is None:
+        if _BARE_KIND.fullmatch(entry):
+            reason = (
+                f"only StatefulSet (that of apps/v1) may be given by its kind alone; name the API group, version "
+                f"and plural of any other: {entry}.<group>/<version>/<plural>, e.g. {STATEFUL_EXAMPLE}"
+            )
+        else:
+            reason = f"must be {STATEFUL_SYNTAX}, e.g. {STATEFUL_EXAMPLE}"
+        raise InvalidValue(name, entry, reason)
+    if len(match["group"]) > 253:  # a DNS subdomain's limit
+        raise InvalidValue(name, entry, "has an API group longer than 253 characters")
+    return WorkloadKind(kind=match["kind"], group=match["group"], version=match["version"], plural=match["plural"])
+
+
 @dataclass(frozen=True)
 class OperatorConfig:
+    # ``stateful_kinds`` is replaced by the kind names of ``stateful_workloads``.
     pod: PodSettings = field(default_factory=PodSettings)
+    # Workloads whose pods keep their addresses (STATEFUL_WORKLOAD_KINDS). Pods are matched to them by
+    # their controller's API group and kind; the core sees only the kind names (``pod.stateful_kinds``).
+    stateful_workloads: tuple[WorkloadKind, ...] = (APPS_STATEFULSET,)
     # Namespace of the coordination Lease (the operator's own namespace in a cluster).
     namespace: str = "kube-system"
     lease_name: str = "hybridlay-operator"
@@ -66,17 +153,21 @@ class OperatorConfig:
     webhook_certfile: str = ""
     webhook_keyfile: str = ""
 
+    def __post_init__(self) -> None:
+        kinds = tuple(dict.fromkeys(w.kind for w in self.stateful_workloads))
+        if self.pod.stateful_kinds != kinds:
+            object.__setattr__(self, "pod", dataclasses.replace(self.pod, stateful_kinds=kinds))
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> OperatorConfig:
-        kinds = tuple(k.strip() for k in env.get("STATEFUL_WORKLOAD_KINDS", "StatefulSet").split(",") if k.strip())
         pod = PodSettings(
             default_network_type=NetworkType(_enum_ci(env, "DEFAULT_NETWORK_TYPE", NetworkType, "Overlay")),
             default_ip_family=IPFamily(_enum_ci(env, "DEFAULT_IP_FAMILY", IPFamily, "IPv4")),
-            stateful_kinds=kinds,
             default_ip_retain=_bool(env, "DEFAULT_IP_RETAIN", True),
         )
         return cls(
             pod=pod,
+            stateful_workloads=parse_stateful_workloads(env.get(STATEFUL_WORKLOAD_KINDS, APPS_STATEFULSET.kind)),
             namespace=env.get("POD_NAMESPACE", "kube-system"),
             lease_name=env.get("LEASE_NAME", "hybridlay-operator"),
             leader_election=_bool(env, "LEADER_ELECTION", True),

@@ -27,8 +27,8 @@ from hybridlay.model import IPFamily, IPInstance, Network, ReferredObject, Subne
 from hybridlay.pod_request import PodNetworkRequest, parse_pod_request, resolve_pod_network
 from hybridlay_operator import decisions as d
 from hybridlay_operator import events as ev
-from hybridlay_operator.config import OperatorConfig
-from hybridlay_operator.kube import Kube, core_path, custom_path
+from hybridlay_operator.config import STATEFUL_WORKLOAD_KINDS, OperatorConfig, WorkloadKind
+from hybridlay_operator.kube import ApiError, Kube, core_path, custom_path
 from hybridlay_operator.lease import LeaseKeeper
 from hybridlay_operator.probes import Metrics
 
@@ -39,6 +39,11 @@ RETRY_SECONDS = 5.0
 # Claims lost to another operator in one reconciliation before giving up until the retry.
 MAX_LOST_CLAIMS = 32
 STATUS_FLUSH_SECONDS = 1.0
+# Why a configured stateful workload kind may not be listable.
+CANNOT_LIST_HINTS = {
+    403: "the operator's ClusterRole must grant get, list and watch of it: see manifests/10-operator-rbac.yaml",
+    404: "its CRD is not installed, or the entry names a resource the API does not serve",
+}
 
 
 class WorkQueue:
@@ -89,10 +94,10 @@ class Controller:
         self.subnets: dict[str, Subnet] = {}
         self.instances: dict[str, IPInstance] = {}
         self.held: dict[str, set[str]] = defaultdict(set)  # owner key → IPInstance names
+        self.owner_groups: dict[str, str] = {}  # IPInstance name → API group of its owner (ownerReference)
         self.pods: dict[str, dict[str, Any]] = {}
         self.namespaces: dict[str, dict[str, Any]] = {}
         self.nodes: dict[str, dict[str, str]] = {}  # name → labels
-        self.workloads: dict[str, set[str]] = defaultdict(set)  # kind → live UIDs of stateful workloads
         self.ready = False
         self.active = not config.leader_election
         self._creating: set[str] = set()  # IPInstance names we are creating right now
@@ -108,7 +113,12 @@ class Controller:
 
     @property
     def kinds(self) -> tuple[str, ...]:
+        """Kind names of the stateful workloads (what a retained IPInstance's referred object records)."""
         return self.config.pod.stateful_kinds
+
+    @property
+    def stateful_workloads(self) -> tuple[WorkloadKind, ...]:
+        return self.config.stateful_workloads
 
     # --- start and stop ----------------------------------------------------------------------------
 
@@ -138,7 +148,7 @@ class Controller:
         for obj in raw:
             instance = self._parse(model.ipinstance_from_resource, obj)
             if instance is not None:
-                self._remember(instance)
+                self._remember(instance, obj)
         for conflict in self.ipam.rebuild(raw):
             logger.warning("IPAM rebuild: %s", conflict)
             for holder in conflict.holders:
@@ -226,7 +236,7 @@ class Controller:
             return  # our create says whose it is: success, or 409 and we read the holder
         old = self.instances.get(name)
         if old is not None and d.same_claim(old, instance):
-            self._remember(instance)  # an update of a claim we know
+            self._remember(instance, obj)  # an update of a claim we know
             return
         # A claim we did not make (another operator instance, or before our restart).
         if old is not None:
@@ -239,7 +249,7 @@ class Controller:
             pass  # we are about to claim it: our create gets 409 and reads the holder
         except InvalidValue as e:
             logger.warning("IPInstance %s claims nothing IPAM knows: %s", name, e)
-        self._remember(instance)
+        self._remember(instance, obj)
         self._mark_dirty(instance)
         if self.active:
             self.queue.add(instance.owner_key)  # its pod may now hold one too many
@@ -274,16 +284,12 @@ class Controller:
         self._wake_waiting()
 
     def observe_workload(self, kind: str, obj: Mapping[str, Any]) -> None:
-        """A stateful workload; its deletion frees the addresses its ordinals kept."""
-        workload_kind = obj.get("kind") or "StatefulSet"
+        """A stateful workload (of any configured kind); its deletion frees the addresses its ordinals
+        kept: the pods that held them are reconciled, and find their workload gone."""
         uid = (obj.get("metadata") or {}).get("uid", "")
-        if kind == "DELETED":
-            self.workloads[workload_kind].discard(uid)
-            if self.active:
-                for owner in self._owners_referring_to(uid):
-                    self.queue.add(owner)
-        else:
-            self.workloads[workload_kind].add(uid)
+        if kind == "DELETED" and uid and self.active:
+            for owner in self._owners_referring_to(uid):
+                self.queue.add(owner)
 
     def _owners_referring_to(self, uid: str) -> list[str]:
         return sorted(
@@ -294,9 +300,15 @@ class Controller:
             }
         )
 
-    def _remember(self, instance: IPInstance) -> None:
+    def _remember(self, instance: IPInstance, obj: Mapping[str, Any]) -> None:
+        """Cache a claim; ``obj`` is its resource (the model leaves out the owner's API group)."""
         self.instances[instance.name] = instance
         self.held[instance.owner_key].add(instance.name)
+        group = d.owner_group(obj)
+        if group is None:
+            self.owner_groups.pop(instance.name, None)
+        else:
+            self.owner_groups[instance.name] = group
 
     def _wake_waiting(self) -> None:
         """Something a waiting pod may need has appeared: try those pods again now."""
@@ -317,6 +329,7 @@ class Controller:
 
     def _forget(self, instance: IPInstance) -> None:
         self.instances.pop(instance.name, None)
+        self.owner_groups.pop(instance.name, None)
         owned = self.held.get(instance.owner_key)
         if owned is not None:
             owned.discard(instance.name)
@@ -383,18 +396,41 @@ class Controller:
 
     async def _workloads_exist(self, key: str, held: list[IPInstance]) -> bool:
         """Whether the workloads keeping these addresses still exist: asked of the API, not the cache
-        (a cache still filling at start must not free an address a StatefulSet keeps)."""
+        (a cache still filling at start must not free an address a StatefulSet keeps).
+
+        The referred object records kind, name and UID, its ownerReference the API group: each
+        configured workload it may be is listed by name (a list, unlike a get, tells a missing
+        resource from a missing object), and the UID says whether it is the same workload. When one
+        of them cannot be listed, the addresses stay: whether their workload lives is unknown.
+        """
         namespace = key.partition("/")[0]
+        unknown = False
         for instance in held:
             ref = instance.binding.referred_object
             if ref is None or not d.is_retained(instance, self.kinds):
                 continue
-            if ref.kind != "StatefulSet":
-                return True  # a kind we cannot look up: keep its addresses
-            found = await self.kube.get(f"/apis/apps/v1/namespaces/{namespace}/statefulsets/{ref.name}")
-            if found is not None and (found.get("metadata") or {}).get("uid") == ref.uid:
-                return True
-        return False
+            group = self.owner_groups.get(instance.name)
+            for workload in d.possible_workloads(ref.kind, group, self.stateful_workloads):
+                try:
+                    found = await self.kube.list(workload.path(namespace), field_selector=f"metadata.name={ref.name}")
+                except ApiError as e:
+                    self._cannot_list(workload, e)
+                    unknown = True
+                    continue
+                if any((w.get("metadata") or {}).get("uid") == ref.uid for w in found):
+                    return True
+        return unknown
+
+    @staticmethod
+    def _cannot_list(workload: WorkloadKind, error: ApiError) -> None:
+        hint = CANNOT_LIST_HINTS.get(error.status, "")
+        logger.warning(
+            "cannot list %s (an entry of %s): %s%s; the addresses its pods keep stay until it can be listed",
+            workload,
+            STATEFUL_WORKLOAD_KINDS,
+            error,
+            f" ({hint})" if hint else "",
+        )
 
     def _addresses(self, instance_names: Iterable[str]) -> list[str]:
         return [self.instances[n].address.ip if n in self.instances else n for n in instance_names]
@@ -411,7 +447,7 @@ class Controller:
             # Keep the cache current now: the watch event may come after the next reconciliation.
             instance = self._parse(model.ipinstance_from_resource, updated)
             if instance is not None:
-                self._remember(instance)
+                self._remember(instance, updated)
 
     async def _delete_instance(self, instance: IPInstance) -> None:
         await self.kube.delete(custom_path(names.PLURAL_IPINSTANCE, instance.name))
@@ -429,7 +465,9 @@ class Controller:
         uid = meta.get("uid", "")
         namespace = await self._namespace(meta.get("namespace", ""))
         about = self._about(key, pod)
-        request, violations = parse_pod_request(pod, namespace, self.config.pod)
+        # The core matches a stateful controller by kind alone: it sees only those of configured groups.
+        view = d.stateful_view(pod, self.stateful_workloads)
+        request, violations = parse_pod_request(view, namespace, self.config.pod)
         if request is None:
             if violations:
                 self._fail(key, about, "; ".join(str(v) for v in violations))
@@ -586,7 +624,7 @@ class Controller:
         finally:
             self._creating.discard(name)
         if created:
-            self._remember(model.ipinstance_from_resource(body))
+            self._remember(model.ipinstance_from_resource(body), body)
             self._mark_dirty(self.instances[name])
         return created
 
@@ -616,7 +654,7 @@ class Controller:
         if holder is not None:
             with contextlib.suppress(AddressConflict, InvalidValue):
                 self.ipam.assign(holder.network, allocation.address, holder.owner_key, holder.subnet)
-            self._remember(holder)
+            self._remember(holder, raw or {})
             self._mark_dirty(holder)
             if not ours and self.active:
                 self.queue.add(holder.owner_key)  # its pod may now hold one too many
@@ -635,21 +673,15 @@ class Controller:
         raw = await self.kube.list(custom_path(names.PLURAL_IPINSTANCE))
         self._repair_from(raw)
         pods = await self.kube.list(core_path("pods"))
-        live: set[str] = set()
-        for kind in self.kinds:
-            if kind == "StatefulSet":
-                live.update(
-                    (s.get("metadata") or {}).get("uid", "") for s in await self.kube.list("/apis/apps/v1/statefulsets")
-                )
-            else:
-                live.update(self.workloads[kind])  # other kinds: as watched
+        live, unlisted = await self._live_workloads()
         pod_uids = {d.key_of(p): (p.get("metadata") or {}).get("uid", "") for p in pods}
         removed = []
         for obj in raw:
             instance = self._parse(model.ipinstance_from_resource, obj)
             if instance is None or instance.terminating or instance.name in self._creating:
                 continue
-            if d.is_orphan(instance, pod_uids, live, self.kinds):
+            unknown = d.owner_unlisted(instance, d.owner_group(obj), self.stateful_workloads, unlisted)
+            if d.is_orphan(instance, pod_uids, live, self.kinds, owner_unknown=unknown):
                 uid = (obj.get("metadata") or {}).get("uid")
                 # The precondition keeps us from deleting a newer claim of the same address.
                 body = {"preconditions": {"uid": uid}} if uid else None
@@ -660,6 +692,21 @@ class Controller:
         if removed:
             logger.info("collected %d orphaned IPInstances: %s", len(removed), ", ".join(removed[:20]))
         return removed
+
+    async def _live_workloads(self) -> tuple[set[str], set[WorkloadKind]]:
+        """UIDs of the stateful workloads of every configured kind, and the kinds that could not be
+        listed (a missing CRD or permission): the addresses they may keep are not collected."""
+        live: set[str] = set()
+        unlisted: set[WorkloadKind] = set()
+        for workload in self.stateful_workloads:
+            try:
+                found = await self.kube.list(workload.path())
+            except ApiError as e:
+                self._cannot_list(workload, e)
+                unlisted.add(workload)
+                continue
+            live.update((w.get("metadata") or {}).get("uid", "") for w in found)
+        return live, unlisted
 
     def _repair_from(self, raw: list[dict[str, Any]]) -> None:
         """Make the cache and IPAM agree with a full listing: a watch can miss events (a dropped

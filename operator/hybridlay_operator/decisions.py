@@ -15,6 +15,7 @@ from hybridlay import model, names
 from hybridlay.addresses import label_value
 from hybridlay.ipam import Allocation
 from hybridlay.model import Binding, InstanceAddress, IPInstance, ReferredObject
+from hybridlay_operator.config import WorkloadKind, api_group
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
 
@@ -64,6 +65,70 @@ def controller_of(pod: Mapping[str, Any]) -> ReferredObject | None:
         if ref.get("controller"):
             return ReferredObject(kind=ref.get("kind", ""), name=ref.get("name", ""), uid=ref.get("uid", ""))
     return None
+
+
+def stateful_view(pod: Mapping[str, Any], workloads: Collection[WorkloadKind]) -> Mapping[str, Any]:
+    """The pod as the core's request parsing must see it: its controller is a stateful workload only
+    if that workload's API group and kind are both configured.
+
+    The core matches a controller by kind alone; a controller of a configured kind from another group
+    (OpenKruise's StatefulSet, ``apps.kruise.io``, when only that of ``apps`` is configured) is shown
+    to it as no controller, so its pods are normal pods. Other pods come back unchanged.
+    """
+    meta = pod.get("metadata") or {}
+    kinds = {w.kind for w in workloads}
+    references = list(meta.get("ownerReferences") or [])
+    foreign = [
+        i
+        for i, ref in enumerate(references)
+        if isinstance(ref, Mapping)
+        and ref.get("controller") is True
+        and ref.get("kind") in kinds
+        and not any(w.matches(ref) for w in workloads)
+    ]
+    if not foreign:
+        return pod
+    for i in foreign:
+        references[i] = {**references[i], "controller": False}
+    return {**pod, "metadata": {**meta, "ownerReferences": references}}
+
+
+def owner_group(ipinstance: Mapping[str, Any]) -> str | None:
+    """The API group of the object an IPInstance is referred to, from the ownerReference written with
+    it (:func:`build_ipinstance`); None when it has no ownerReference to that object."""
+    referred = ((ipinstance.get("spec") or {}).get("binding") or {}).get("referredObject") or {}
+    if not referred.get("uid"):
+        return None
+    for ref in (ipinstance.get("metadata") or {}).get("ownerReferences") or []:
+        if isinstance(ref, Mapping) and (ref.get("uid"), ref.get("kind")) == (referred["uid"], referred.get("kind")):
+            return api_group(str(ref.get("apiVersion") or ""))
+    return None
+
+
+def possible_workloads(kind: str, group: str | None, workloads: Iterable[WorkloadKind]) -> list[WorkloadKind]:
+    """The configured workloads a retained address's referred object may be. The object records its
+    kind alone (``StatefulSet`` may be that of ``apps`` or of ``apps.kruise.io``): its ownerReference's
+    group narrows that when known, and the object's UID tells which workload it is."""
+    return [w for w in workloads if w.kind == kind and (group is None or w.group == group)]
+
+
+def owner_unlisted(
+    instance: IPInstance, group: str | None, workloads: Iterable[WorkloadKind], unlisted: Collection[WorkloadKind]
+) -> bool:
+    """Whether a workload a retained address may be referred to (see :func:`possible_workloads`) is
+    among those that could not be listed: then nobody can tell whether it still lives."""
+    ref = instance.binding.referred_object
+    return ref is not None and any(w in unlisted for w in possible_workloads(ref.kind, group, workloads))
+
+
+def owner_api_version(pod: Mapping[str, Any], referred: ReferredObject) -> str:
+    """The apiVersion of the pod's owner ``referred``, as the pod's ownerReference gives it."""
+    if referred.kind == "Pod":
+        return "v1"
+    for ref in (pod.get("metadata") or {}).get("ownerReferences") or []:
+        if isinstance(ref, Mapping) and ref.get("uid") == referred.uid and ref.get("apiVersion"):
+            return str(ref["apiVersion"])
+    return "apps/v1"
 
 
 def stateful_ordinal(pod_name: str) -> int | None:
@@ -177,9 +242,13 @@ def build_ipinstance(
     )
     resource = model.ipinstance_to_resource(instance)
     if referred.uid:
-        api_version = "v1" if referred.kind == "Pod" else "apps/v1"
         resource["metadata"]["ownerReferences"] = [
-            {"apiVersion": api_version, "kind": referred.kind, "name": referred.name, "uid": referred.uid}
+            {
+                "apiVersion": owner_api_version(pod, referred),
+                "kind": referred.kind,
+                "name": referred.name,
+                "uid": referred.uid,
+            }
         ]
     return resource
 
@@ -202,18 +271,23 @@ def finalizer_patch(pod: Mapping[str, Any], present: bool) -> dict[str, Any] | N
 
 
 def is_orphan(
-    instance: IPInstance, pod_uids: Mapping[str, str], live_owner_uids: Collection[str], stateful_kinds: Collection[str]
+    instance: IPInstance,
+    pod_uids: Mapping[str, str],
+    live_owner_uids: Collection[str],
+    stateful_kinds: Collection[str],
+    owner_unknown: bool = False,
 ) -> bool:
     """An IPInstance nobody holds: its pod is gone and, if retained, so is its workload.
 
     ``pod_uids`` maps each existing pod's key to its UID; ``live_owner_uids`` holds the UIDs of the
     stateful workloads that exist. A retained address of a live workload is never an orphan (the
-    next pod of that ordinal takes it back), nor is one whose pod exists.
+    next pod of that ordinal takes it back), nor is one whose pod exists. ``owner_unknown``: a
+    workload the retained address may be referred to could not be listed, so the address stays.
     """
     current_uid = pod_uids.get(instance.owner_key)
     if is_retained(instance, stateful_kinds):
         ref = instance.binding.referred_object
-        return current_uid is None and ref is not None and ref.uid not in live_owner_uids
+        return current_uid is None and ref is not None and not owner_unknown and ref.uid not in live_owner_uids
     if current_uid is None:
         return True
     # A different pod of the same name: the address belonged to its predecessor.

@@ -50,7 +50,10 @@ def build_registry(controller: Controller, webhooks: bool) -> kopf.OperatorRegis
         await controller.stop()
 
     def watch(group: str, version: str, plural: str, observe: Callable[[str, Mapping[str, Any]], None]) -> None:
-        @kopf.on.event(group=group, version=version, plural=plural, registry=registry, id=f"watch-{plural}")
+        # The group in the id too: two stateful kinds may share a plural (statefulsets of apps and of apps.kruise.io).
+        handler_id = f"watch-{plural}" + (f".{group}" if group not in ("", names.GROUP) else "")
+
+        @kopf.on.event(group=group, version=version, plural=plural, registry=registry, id=handler_id)
         async def handler(event: Mapping[str, Any], **_: Any) -> None:
             # kopf's initial listing has no type: the object is simply there.
             observe(event.get("type") or "ADDED", event["object"])
@@ -61,7 +64,10 @@ def build_registry(controller: Controller, webhooks: bool) -> kopf.OperatorRegis
     watch("", "v1", "namespaces", controller.observe_namespace)
     watch("", "v1", "nodes", controller.observe_node)
     watch("", "v1", "pods", controller.observe_pod)
-    watch("apps", "v1", "statefulsets", controller.observe_workload)
+    # Each stateful workload kind (STATEFUL_WORKLOAD_KINDS): its deletion frees the addresses it kept.
+    # One whose resource the API does not serve (yet) is only warned about by kopf, until its CRD comes.
+    for workload in controller.stateful_workloads:
+        watch(workload.group, workload.version, workload.plural, controller.observe_workload)
     if webhooks:
         register_webhooks(registry, controller)
     return registry

@@ -129,7 +129,7 @@ class Kube:
         call = functools.partial(self._request_sync, method, path, body, **options)
         return await loop.run_in_executor(self._pool, call)
 
-    async def list(self, path: str, label_selector: str = "") -> list[dict[str, Any]]:
+    async def list(self, path: str, label_selector: str = "", field_selector: str = "") -> list[dict[str, Any]]:
         """Every item of a collection, page by page (a real API server caps one answer)."""
         items: list[dict[str, Any]] = []
         cont = ""
@@ -139,6 +139,8 @@ class Kube:
                 query.append(("continue", cont))
             if label_selector:
                 query.append(("labelSelector", label_selector))
+            if field_selector:
+                query.append(("fieldSelector", field_selector))
             page = await self.request("GET", path, query=query)
             items.extend(page.get("items") or [])
             cont = (page.get("metadata") or {}).get("continue") or ""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from ansible_collections.hybridlay.fabric.plugins.plugin_utils import plan
 
-
 _WEBHOOK_KINDS = ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration")
 
 

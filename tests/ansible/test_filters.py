@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from ansible_collections.hybridlay.fabric.plugins.filter import plan as filters
 
 
@@ -40,7 +39,7 @@ def _manifests() -> list[dict]:
 
 
 def test_systemd_mode_applies_everything_but_the_workloads():
-    docs = _manifests() + [None]
+    docs = [*_manifests(), None]
     kinds = {d["kind"] for d in filters.for_install_mode(docs, "systemd")}
     assert {"Deployment", "DaemonSet", "Service"}.isdisjoint(kinds)
     assert {"ClusterRole", "ServiceAccount", "ValidatingWebhookConfiguration", "Namespace"} <= kinds

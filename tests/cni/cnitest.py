@@ -82,6 +82,7 @@ class StaticView:
 
     node: str = "node-1"
     parents: dict[NetworkMode, str] = field(default_factory=dict)
+    underlay_version: int = 4  # the VTEP's IP version
     pods: dict[tuple[str, str], list[tuple[IPInstance, Subnet, Network]]] = field(default_factory=dict)
     reconciles: int = 0
 
@@ -99,6 +100,9 @@ class StaticView:
 
     def parent_interface(self, mode: NetworkMode) -> str:
         return self.parents.get(mode, UPLINK)
+
+    def vtep_version(self) -> int:
+        return self.underlay_version
 
     def request_reconcile(self) -> None:
         self.reconciles += 1

@@ -239,6 +239,17 @@ def test_vlan_add_refuses_a_duplicate_address(agent, node, view, pods, gateway_n
     assert host_veth_name("default", "dup") not in links(node.path)
 
 
+def test_overlay_pod_before_the_vxlan_device_over_an_ipv6_underlay(agent, node, view, pods):
+    """Without the VXLAN device yet, the pod's MTU leaves room for the tunnel's headers over the
+    node's underlay: 70 bytes over IPv6 (the device the data plane makes later has that MTU)."""
+    view.underlay_version = 6
+    pod = pods("v6")
+    view.pods[("default", "v6u")] = pod_instances("default", "v6u", "10.66.12.5/24")
+    add = run_plugin("ADD", agent.config(), container_id="c6", netns=pod, pod=("default", "v6u"))
+    assert add.code == 0 and add.output["interfaces"][1]["mtu"] == UPLINK_MTU - 70, add.raw
+    assert links(pod)["eth0"]["mtu"] == UPLINK_MTU - 70
+
+
 def test_overlay_pod_takes_the_vxlan_devices_mtu(agent, node, view, pods):
     """Once the data plane has made the VXLAN device (here by hand), pods follow its MTU."""
     sh("ip", "-n", node.name, "link", "add", f"{UPLINK}.vxlan4", "mtu", "1400", "type", "vxlan", "id", "4",

@@ -112,7 +112,7 @@ def test_node_labels_for_attachment_and_quota():
 def test_config_from_environment():
     config = OperatorConfig.from_env(
         {"DEFAULT_NETWORK_TYPE": "underlay", "DEFAULT_IP_FAMILY": "dualstack", "STATEFUL_WORKLOAD_KINDS": "StatefulSet,"
-         " CloneSet", "DEFAULT_IP_RETAIN": "false", "LEADER_ELECTION": "0"}
+         " CloneSet.apps.kruise.io/v1alpha1/clonesets", "DEFAULT_IP_RETAIN": "false", "LEADER_ELECTION": "0"}
     )  # fmt: skip
     assert config.pod.default_network_type is NetworkType.UNDERLAY
     assert config.pod.default_ip_family is IPFamily.DUAL_STACK

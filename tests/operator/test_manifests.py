@@ -12,9 +12,10 @@ import yaml
 from opsupport import eventually
 
 from hybridlay import names
-from hybridlay_operator.config import OperatorConfig
+from hybridlay_operator.config import OperatorConfig, parse_stateful_workloads
 from hybridlay_operator.controller import Controller
 from hybridlay_operator.handlers import build_registry
+from hybridlay_operator.kube import Kube
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -82,7 +83,7 @@ def test_agent_rbac_is_what_the_agent_needs():
 
 
 def test_webhook_paths_are_the_operators_handler_ids():
-    registry = build_registry(Controller.__new__(Controller), webhooks=True)
+    registry = build_registry(Controller(Kube.__new__(Kube), OperatorConfig()), webhooks=True)
     ids = {f"/{handler.id}" for handler in registry._webhooks.get_all_handlers()}
     paths = set()
     for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
@@ -190,3 +191,40 @@ async def test_every_request_the_operator_makes_is_granted(cluster, start_operat
         selector = handler.selector
         for verb in ("list", "watch"):
             assert allowed([cluster_role], selector.group or "", selector.plural, verb), selector
+
+
+def test_registry_watches_every_configured_stateful_kind():
+    workloads = parse_stateful_workloads(
+        "StatefulSet,StatefulSet.apps.kruise.io/v1beta1/statefulsets,CloneSet.apps.kruise.io/v1alpha1/clonesets"
+    )
+    registry = build_registry(Controller(Kube.__new__(Kube), OperatorConfig(stateful_workloads=workloads)), False)
+    handlers = registry._watching.get_all_handlers()
+    watched = {(h.selector.group, h.selector.version, h.selector.plural) for h in handlers}
+    assert {
+        ("apps", "v1", "statefulsets"),
+        ("apps.kruise.io", "v1beta1", "statefulsets"),
+        ("apps.kruise.io", "v1alpha1", "clonesets"),
+    } <= watched
+    assert len({h.id for h in handlers}) == len(handlers)
+
+
+def test_rbac_comment_shows_the_rule_another_stateful_kind_needs():
+    """The ClusterRole grants apps/v1 StatefulSets only; its comment shows the rule to add for another kind."""
+    lines = (MANIFESTS / "10-operator-rbac.yaml").read_text().splitlines()
+    start = next(
+        i for i, line in enumerate(lines) if "STATEFUL_WORKLOAD_KINDS" in line and line.strip().startswith("#")
+    )
+    example = next(i for i in range(start, len(lines)) if lines[i].rstrip().endswith("add:"))
+    block = []
+    for line in lines[example + 1 :]:
+        if not line.startswith("  #   "):
+            break
+        block.append(line.removeprefix("  #   "))
+    [rule] = yaml.safe_load("\n".join(block))
+    entry = re.search(r"entry ([A-Z]\S*/\S+)", " ".join(lines[start : example + 1]))
+    [workload] = parse_stateful_workloads(entry[1])
+    role = find("ClusterRole", "hybridlay-operator")
+    for verb in ("get", "list", "watch"):
+        assert not allowed([role], workload.group, workload.plural, verb)
+        assert allowed([{"rules": [rule]}], workload.group, workload.plural, verb)
+    assert all("*" not in value for field in rule.values() for value in field)

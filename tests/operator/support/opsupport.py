@@ -14,13 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import kmock
 import kubernetes
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from kapi import RunningAPI
+from kapi import VERBS, RunningAPI
 
 from hybridlay import names
 from hybridlay.pod_request import PodSettings
@@ -114,6 +115,28 @@ class Cluster:
     def namespace(self, name: str, annotations: dict[str, str] | None = None) -> None:
         self.core.create_namespace({"metadata": {"name": name, "annotations": annotations or {}}})
 
+    def serve(self, path: str, kind: str) -> None:
+        """Make the stand-in serve (and discover) a namespaced resource ``group/version/plural``, as
+        installing its CRD would: the operator must find it before it starts to watch it."""
+
+        async def declare() -> None:
+            self.api.api.resources[path] = kmock.ResourceInfo(
+                kind=kind, namespaced=True, singular=kind.lower(), verbs=VERBS, subresources=("status",)
+            )
+
+        self.api.run(declare())
+
+    def workload(self, path: str, kind: str, name: str, namespace: str = NS) -> str:
+        """Create a workload of a custom resource ``group/version/plural``; its UID."""
+        group, version, plural = path.split("/")
+        body = {"apiVersion": f"{group}/{version}", "kind": kind, "metadata": {"name": name}, "spec": {"replicas": 1}}
+        created = self.custom.create_namespaced_custom_object(group, version, namespace, plural, body)
+        return str(created["metadata"]["uid"])
+
+    def delete_workload(self, path: str, name: str, namespace: str = NS) -> None:
+        group, version, plural = path.split("/")
+        self.custom.delete_namespaced_custom_object(group, version, namespace, plural, name)
+
     def statefulset(self, name: str, namespace: str = NS) -> str:
         created = self.apps.create_namespaced_stateful_set(
             namespace, {"metadata": {"name": name}, "spec": {"selector": {}, "serviceName": name, "template": {}}}
@@ -128,13 +151,14 @@ class Cluster:
         annotations: dict[str, str] | None = None,
         namespace: str = NS,
         owner: tuple[str, str, str] | None = None,
+        owner_api_version: str = "apps/v1",
         host_network: bool = False,
     ) -> str:
         meta: dict[str, Any] = {"name": name, "namespace": namespace, "annotations": annotations or {}}
         if owner is not None:
             kind, owner_name, uid = owner
             meta["ownerReferences"] = [
-                {"apiVersion": "apps/v1", "kind": kind, "name": owner_name, "uid": uid, "controller": True}
+                {"apiVersion": owner_api_version, "kind": kind, "name": owner_name, "uid": uid, "controller": True}
             ]
         spec: dict[str, Any] = {"containers": [{"name": "c", "image": "x"}]}
         if node:
