@@ -16,4 +16,7 @@ root=$(mktemp -d /var/tmp/hybridlay-rootfs.XXXXXX)
 trap 'rm -rf "$root"' EXIT
 debootstrap --variant=minbase --include=python3,python3-apt,python3-pyroute2,iproute2,kmod,procps,systemd,systemd-sysv \
   bookworm "$root" "$mirror" >/dev/null
+# Runtime state the installation left (e.g. systemd-networkd's /run/systemd/netif) would tell the
+# modules a network stack runs where none does.
+rm -rf "${root:?}"/run/* "${root:?}"/tmp/*
 tar -C "$root" -c . | podman import --change 'CMD ["sleep", "infinity"]' - "$image" >/dev/null

@@ -66,6 +66,7 @@ from hybridlay.dataplane.state import (
 )
 
 log = logging.getLogger(__name__)
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 NTF_SELF, NTF_PROXY = 0x02, 0x08
 NUD_PERMANENT = 0x80
@@ -90,6 +91,11 @@ RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
 NDA_DST, NDA_LLADDR = 1, 2
 FRA_SRC, FRA_PRIORITY, FRA_FWMARK, FRA_TABLE, FRA_FWMASK = 2, 6, 10, 15, 16
 IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS = 1, 2, 8
+IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_LINKINFO, IFLA_IFALIAS, IFLA_NET_NS_FD = 1, 3, 4, 18, 20, 28
+IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+NLA_F_NESTED = 0x8000
+IFF_UP = 0x1
+IFINFOMSG = struct.Struct("=BxHiII")
 RTMSG = struct.Struct("=BBBBBBBBI")  # struct rtmsg; also struct fib_rule_hdr
 NDMSG = struct.Struct("=BBHiHBB")
 IFADDRMSG = struct.Struct("=BBBBI")
@@ -134,6 +140,57 @@ def _mac_of(value: bytes) -> str:
     return ":".join(f"{b:02x}" for b in value)
 
 
+def route_message(
+    dst: str, *, table: int, rtype: int = RTN_UNICAST, scope: int = RT_SCOPE_UNIVERSE, oif: int | None = None,
+    gateway: str | None = None, protocol: int = ROUTE_PROTOCOL,
+) -> bytes:  # fmt: skip
+    """The body of an RTM_NEWROUTE/RTM_DELROUTE request (the family follows ``dst``)."""
+    network = ipaddress.ip_network(dst)
+    attrs = _nla(RTA_TABLE, _u32(table))
+    if network.prefixlen:
+        attrs += _nla(RTA_DST, network.network_address.packed)
+    if oif is not None:
+        attrs += _nla(RTA_OIF, _u32(oif))
+    if gateway:
+        attrs += _nla(RTA_GATEWAY, _ip(gateway))
+    compat = table if table < 256 else RT_TABLE_COMPAT
+    return RTMSG.pack(AF[network.version], network.prefixlen, 0, 0, compat, protocol, scope, rtype, 0) + attrs
+
+
+def neighbour_message(
+    family: int, ifindex: int, *, ip: str | None = None, mac: str | None = None, state: int = NUD_PERMANENT,
+    ndm_flags: int = 0,
+) -> bytes:  # fmt: skip
+    """The body of an RTM_NEWNEIGH/RTM_DELNEIGH request (``family``: an address family)."""
+    attrs = (_nla(NDA_DST, _ip(ip)) if ip else b"") + (_nla(NDA_LLADDR, _mac(mac)) if mac else b"")
+    return NDMSG.pack(family, 0, 0, ifindex, state, ndm_flags, 0) + attrs
+
+
+def address_message(interface: IPInterface, ifindex: int, *, scope: int, flags: int) -> bytes:
+    """The body of an RTM_NEWADDR/RTM_DELADDR request."""
+    ip = interface.ip.packed
+    attrs = _nla(IFA_LOCAL, ip) + _nla(IFA_ADDRESS, ip) + _nla(IFA_FLAGS, _u32(flags))
+    return IFADDRMSG.pack(AF[interface.version], interface.network.prefixlen, 0, scope, ifindex) + attrs
+
+
+def link_message(index: int = 0, *, up: bool | None = None, attrs: bytes = b"") -> bytes:
+    """The body of an RTM_NEWLINK request: ``up`` sets or clears IFF_UP (None: leaves it)."""
+    flags = IFF_UP if up else 0
+    change = IFF_UP if up is not None else 0
+    return IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change) + attrs
+
+
+def veth_message(name: str, mac: str, mtu: int | None, *, peer: str, peer_mac: str, peer_netns_fd: int) -> bytes:
+    """The body of the RTM_NEWLINK request making a veth pair whose peer is born in another namespace."""
+    mtu_attr = _nla(IFLA_MTU, _u32(mtu)) if mtu is not None else b""
+    peer_attrs = _nla(IFLA_IFNAME, peer.encode() + b"\0") + _nla(IFLA_ADDRESS, _mac(peer_mac)) + mtu_attr
+    peer_attrs += _nla(IFLA_NET_NS_FD, _u32(peer_netns_fd))
+    data = _nla(VETH_INFO_PEER | NLA_F_NESTED, link_message() + peer_attrs)
+    info = _nla(IFLA_INFO_KIND, b"veth") + _nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
+    attrs = _nla(IFLA_IFNAME, name.encode() + b"\0") + _nla(IFLA_ADDRESS, _mac(mac)) + mtu_attr
+    return link_message(attrs=attrs + _nla(IFLA_LINKINFO | NLA_F_NESTED, info))
+
+
 class KernelError(Exception):
     """A netlink request the kernel refused."""
 
@@ -176,25 +233,22 @@ class _Queued:
     deleting: bool = False
 
 
-class Netlink:
-    """rtnetlink in the current network namespace; counts the write requests it sends."""
+class Requests:
+    """A raw rtnetlink socket (of the network namespace it was opened in): write requests queued and
+    sent in batches, every one acknowledged and checked; dumps answered as raw payloads. Counts the
+    write requests it sends."""
 
-    def __init__(self) -> None:
-        self.ipr = IPRoute()
+    def __init__(self, sock: socket.socket | None = None) -> None:
         self.writes = 0
-        self._index: dict[str, int] = {}
-        self._sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)  # NETLINK_ROUTE
+        self._sock = sock if sock is not None else socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0)
         self._sock.bind((0, 0))
         self._queue: list[tuple[bytes, int, _Queued]] = []
         self._seq = 0
 
     def close(self) -> None:
         self._sock.close()
-        self.ipr.close()
 
-    # --- the write path ------------------------------------------------------------------------
-
-    def _enqueue(self, operation: str, body: bytes, msg_type: int, flags: int, **kind: bool) -> None:
+    def enqueue(self, operation: str, body: bytes, msg_type: int, flags: int, **kind: bool) -> None:
         self._seq = (self._seq + 1) & 0xFFFFFFFF
         log.debug("netlink: %s", operation)
         header = NLMSGHDR.pack(NLMSGHDR.size + len(body), msg_type, flags, self._seq, 0)
@@ -225,9 +279,7 @@ class Netlink:
         if first is not None:
             raise first
 
-    # --- the read path: dumps parsed only as far as we need ----------------------------------------
-
-    def _dump(self, msg_type: int, body: bytes) -> Iterator[bytes]:
+    def dump(self, msg_type: int, body: bytes) -> Iterator[bytes]:
         """The payloads (after the netlink header) of a dump request's answer."""
         self._seq = (self._seq + 1) & 0xFFFFFFFF
         seq = self._seq
@@ -247,9 +299,24 @@ class Netlink:
                     yield buffer[offset + NLMSGHDR.size : offset + length]
                 offset += (length + 3) & ~3
 
+
+class Netlink(Requests):
+    """rtnetlink in the current network namespace, by device names; counts the write requests it sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ipr = IPRoute()
+        self._index: dict[str, int] = {}
+
+    def close(self) -> None:
+        super().close()
+        self.ipr.close()
+
+    # --- the read path: dumps parsed only as far as we need ----------------------------------------
+
     def _neighbour_dump(self, family: int, ndm_flags: int = 0) -> Iterator[tuple[int, int, dict[int, bytes]]]:
         """(ifindex, state, attributes) of each neighbour (or FDB, or proxy) entry."""
-        for payload in self._dump(RTM_GETNEIGH, NDMSG.pack(family, 0, 0, 0, 0, ndm_flags, 0)):
+        for payload in self.dump(RTM_GETNEIGH, NDMSG.pack(family, 0, 0, 0, 0, ndm_flags, 0)):
             _, _, _, ifindex, state, _, _ = NDMSG.unpack_from(payload)
             yield ifindex, state, _attrs(payload, NDMSG.size)
 
@@ -338,7 +405,7 @@ class Netlink:
     def rules(self) -> set[Rule]:
         found = set()
         for family, af in AF.items():
-            for payload in self._dump(RTM_GETRULE, RTMSG.pack(af, 0, 0, 0, 0, 0, 0, 0, 0)):
+            for payload in self.dump(RTM_GETRULE, RTMSG.pack(af, 0, 0, 0, 0, 0, 0, 0, 0)):
                 _, _, src_len, _, table, _, _, _, _ = RTMSG.unpack_from(payload)
                 attrs = _attrs(payload, RTMSG.size)
                 priority = _u32_of(attrs.get(FRA_PRIORITY)) or 0
@@ -369,7 +436,7 @@ class Netlink:
         if rule.fwmask is not None:
             attrs += _nla(FRA_FWMARK, _u32(rule.fwmark or 0)) + _nla(FRA_FWMASK, _u32(rule.fwmask))
         header = RTMSG.pack(AF[rule.family], 0, src_len, 0, RT_TABLE_COMPAT, 0, 0, FR_ACT_TO_TBL, 0)
-        self._enqueue(operation, header + attrs, msg_type, flags, **kind)
+        self.enqueue(operation, header + attrs, msg_type, flags, **kind)
 
     def add_rule(self, rule: Rule) -> None:
         self._rule(f"add {rule}", rule, RTM_NEWRULE, CREATE, creating=True)
@@ -383,7 +450,7 @@ class Netlink:
         names = {index: name for name, index in self._index.items()}
         found = set()
         for family, af in AF.items():
-            for payload in self._dump(RTM_GETROUTE, RTMSG.pack(af, 0, 0, 0, 0, 0, 0, 0, 0)):
+            for payload in self.dump(RTM_GETROUTE, RTMSG.pack(af, 0, 0, 0, 0, 0, 0, 0, 0)):
                 _, dst_len, _, _, table, _, scope, rtype, _ = RTMSG.unpack_from(payload)
                 if rtype not in (RTN_UNICAST, RTN_THROW):
                     continue
@@ -411,17 +478,11 @@ class Netlink:
         self, operation: str, msg_type: int, flags: int, *, family: int, dst: str, table: int, rtype: int,
         scope: int, dev: str | None = None, gateway: str | None = None, protocol: int = ROUTE_PROTOCOL, **kind: bool,
     ) -> None:  # fmt: skip
-        network = ipaddress.ip_network(dst)
-        attrs = _nla(RTA_TABLE, _u32(table))
-        if network.prefixlen:
-            attrs += _nla(RTA_DST, network.network_address.packed)
-        if dev:
-            attrs += _nla(RTA_OIF, _u32(self.index(dev)))
-        if gateway:
-            attrs += _nla(RTA_GATEWAY, _ip(gateway))
-        compat = table if table < 256 else RT_TABLE_COMPAT
-        header = RTMSG.pack(AF[family], network.prefixlen, 0, 0, compat, protocol, scope, rtype, 0)
-        self._enqueue(operation, header + attrs, msg_type, flags, **kind)
+        body = route_message(
+            dst, table=table, rtype=rtype, scope=scope, oif=self.index(dev) if dev else None, gateway=gateway,
+            protocol=protocol,
+        )  # fmt: skip
+        self.enqueue(operation, body, msg_type, flags, **kind)
 
     def replace_route(self, route: Route) -> None:
         self._route(
@@ -441,9 +502,8 @@ class Netlink:
         self, operation: str, msg_type: int, flags: int, *, family: int, dev: str, ip: str | None = None,
         mac: str | None = None, state: int = NUD_PERMANENT, ndm_flags: int = 0, **kind: bool,
     ) -> None:  # fmt: skip
-        attrs = (_nla(NDA_DST, _ip(ip)) if ip else b"") + (_nla(NDA_LLADDR, _mac(mac)) if mac else b"")
-        header = NDMSG.pack(family, 0, 0, self.index(dev), state, ndm_flags, 0)
-        self._enqueue(operation, header + attrs, msg_type, flags, **kind)
+        body = neighbour_message(family, self.index(dev), ip=ip, mac=mac, state=state, ndm_flags=ndm_flags)
+        self.enqueue(operation, body, msg_type, flags, **kind)
 
     def fdb(self, devices: Iterable[str]) -> set[FdbEntry]:
         wanted = {self._index[d]: d for d in devices if d in self._index}
@@ -525,7 +585,7 @@ class Netlink:
         found: set[Address] = set()
         if not wanted:
             return found
-        for payload in self._dump(RTM_GETADDR, IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)):
+        for payload in self.dump(RTM_GETADDR, IFADDRMSG.pack(socket.AF_INET, 0, 0, 0, 0)):
             _, prefixlen, flags, scope, index = IFADDRMSG.unpack_from(payload)
             attrs = _attrs(payload, IFADDRMSG.size)
             flags = _u32_of(attrs.get(IFA_FLAGS)) or flags
@@ -536,13 +596,11 @@ class Netlink:
         return found
 
     def _address(self, operation: str, address: Address, msg_type: int, flags: int, **kind: bool) -> None:
-        interface = ipaddress.ip_interface(address.address)
-        ip = interface.ip.packed
-        attrs = _nla(IFA_LOCAL, ip) + _nla(IFA_ADDRESS, ip) + _nla(IFA_FLAGS, _u32(IFA_F_NOPREFIXROUTE))
-        header = IFADDRMSG.pack(
-            AF[interface.version], interface.network.prefixlen, 0, RT_SCOPE_LINK, self.index(address.dev)
-        )
-        self._enqueue(operation, header + attrs, msg_type, flags, **kind)
+        body = address_message(
+            ipaddress.ip_interface(address.address), self.index(address.dev), scope=RT_SCOPE_LINK,
+            flags=IFA_F_NOPREFIXROUTE,
+        )  # fmt: skip
+        self.enqueue(operation, body, msg_type, flags, **kind)
 
     def add_address(self, address: Address) -> None:
         self._address(f"add {address}", address, RTM_NEWADDR, CREATE, creating=True)
@@ -556,7 +614,7 @@ class Netlink:
         """Host addresses with a ``local`` route in the local table."""
         found = set()
         for af in AF.values():
-            for payload in self._dump(RTM_GETROUTE, RTMSG.pack(af, 0, 0, 0, 0, 0, 0, 0, 0)):
+            for payload in self.dump(RTM_GETROUTE, RTMSG.pack(af, 0, 0, 0, 0, 0, 0, 0, 0)):
                 _, _, _, _, table, _, _, rtype, _ = RTMSG.unpack_from(payload)
                 dst = _attrs(payload, RTMSG.size).get(RTA_DST)
                 if table == RT_TABLE_LOCAL and rtype == RTN_LOCAL and dst:

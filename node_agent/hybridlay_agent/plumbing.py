@@ -59,7 +59,14 @@ NUD_PERMANENT = 0x80
 CLONE_NEWNET = 0x40000000
 SIOCGIFMTU = 0x8921
 ETH_P_ARP = 0x0806
+ETH_P_IPV6 = 0x86DD
 ARP_REQUEST, ARP_REPLY = 1, 2
+IPPROTO_ICMPV6 = 58
+ICMPV6_NEIGHBOR_ADVERT = 136
+NA_FLAG_OVERRIDE = 0x20000000  # R, S, O are the top three bits of the NA's flags word
+ND_OPT_TARGET_LLADDR = 2
+ALL_NODES = ipaddress.IPv6Address("ff02::1")
+ALL_NODES_MAC = bytes.fromhex("333300000001")  # 33:33 + the low 32 bits of ff02::1 (RFC 2464 §7)
 ARP_PROBE_SENDER = "0.0.0.0"  # noqa: S104 - an RFC 5227 probe's sender address, nothing binds to it
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -69,7 +76,8 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 @dataclass(frozen=True)
 class VLANCheck:
-    """Underlay (VLAN) address: probe on the host's VLAN interface before plumbing (IPv4 only)."""
+    """Underlay (VLAN) address: probed on the host's VLAN interface before plumbing (IPv4 only),
+    announced there after it (gratuitous ARP, unsolicited Neighbor Advertisement)."""
 
     interface: str
     gateway: str
@@ -251,11 +259,52 @@ def arp_resolve(netns: str | None, interface: str, sender_ip: str, target_ip: st
     return False
 
 
-def send_gratuitous_arp(netns: str | None, interface: str, ip: str) -> None:
-    sock = in_netns(netns, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)))
+def _send_frame(netns: str | None, interface: str, build: Callable[[bytes], bytes]) -> None:
+    """Send the Ethernet frame ``build(mac)`` from ``interface``, ``mac`` being the interface's own:
+    with proxy ARP/NDP on the node, it is the MAC that answers for pod addresses."""
+    # Protocol 0: a send-only socket, no frame is ever queued to it.
+    sock = in_netns(netns, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0))
     with sock:
-        sock.bind((interface, ETH_P_ARP))
-        sock.send(_arp_frame(sock.getsockname()[4], ARP_REQUEST, ip, ip))
+        sock.bind((interface, 0))
+        sock.send(build(sock.getsockname()[4]))
+
+
+def send_gratuitous_arp(netns: str | None, interface: str, ip: str) -> None:
+    _send_frame(netns, interface, lambda mac: _arp_frame(mac, ARP_REQUEST, ip, ip))
+
+
+# --- unsolicited Neighbor Advertisement on the VLAN interface -----------------------------------
+
+
+def icmpv6_checksum(src: bytes, dst: bytes, message: bytes) -> int:
+    """RFC 4443 §2.3: ones' complement of the ones' complement sum of the IPv6 pseudo-header
+    (RFC 8200 §8.1) and ``message`` (its checksum field zero)."""
+    data = src + dst + struct.pack("!I3xB", len(message), IPPROTO_ICMPV6) + message
+    data += b"\0" * (len(data) % 2)
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total > 0xFFFF:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def unsolicited_na_frame(src_mac: bytes, ip: str) -> bytes:
+    """RFC 4861 §7.2.6: to all nodes, Override set so caches replace a stale MAC with ``src_mac``,
+    Solicited clear (nobody asked; a receiver drops a multicast NA with it), Router clear."""
+    target = ipaddress.IPv6Address(ip).packed
+    body = target + struct.pack("!BB", ND_OPT_TARGET_LLADDR, 1) + src_mac  # option length in 8-byte units
+
+    def icmp(checksum: int) -> bytes:
+        return struct.pack("!BBHI", ICMPV6_NEIGHBOR_ADVERT, 0, checksum, NA_FLAG_OVERRIDE) + body
+
+    message = icmp(icmpv6_checksum(target, ALL_NODES.packed, icmp(0)))
+    # Hop limit 255: receivers discard ND messages that crossed a router (RFC 4861 §7.1.2).
+    ipv6 = struct.pack("!IHBB", 6 << 28, len(message), IPPROTO_ICMPV6, 255) + target + ALL_NODES.packed
+    return ALL_NODES_MAC + src_mac + struct.pack("!H", ETH_P_IPV6) + ipv6 + message
+
+
+def send_unsolicited_na(netns: str | None, interface: str, ip: str) -> None:
+    """IPv6's gratuitous ARP: switches and the gateway learn the pod address's new location at once."""
+    _send_frame(netns, interface, lambda mac: unsolicited_na_frame(mac, ip))
 
 
 # --- the plumber --------------------------------------------------------------------------------
@@ -295,8 +344,9 @@ class Plumber:
                     with iproute(attachment.netns) as pod:
                         self._plumb_pod(pod, attachment, peer_index)
                     for address in attachment.addresses:
-                        if address.vlan_check and address.ip.version == 4:  # ARP is IPv4's
-                            send_gratuitous_arp(self.host_netns, address.vlan_check.interface, str(address.ip.ip))
+                        if address.vlan_check:  # underlay: tell the physical network where the pod is
+                            announce = send_gratuitous_arp if address.ip.version == 4 else send_unsolicited_na
+                            announce(self.host_netns, address.vlan_check.interface, str(address.ip.ip))
                 except BaseException:
                     with contextlib.suppress(NetlinkError):
                         host.link("del", ifname=attachment.host_ifname)

@@ -95,11 +95,6 @@ def named(name, kind):
     return {"kind": kind, "name": name}
 
 
-def label_removal(labels):
-    """Labels as a patch that removes them (a null value deletes a key)."""
-    return dict.fromkeys(labels)
-
-
 class FilterModule:
     def filters(self):
         return {
@@ -107,6 +102,7 @@ class FilterModule:
             "network_module_args": plan.network_module_args,
             "node_vlan_interfaces": plan.node_vlan_interfaces,
             "node_network_labels": plan.node_network_labels,
+            "node_label_patch": plan.node_label_patch,
             "switch_routes": plan.switch_routes,
             "static_routes_config": plan.static_routes_config,
             "with_ca_bundle": with_ca_bundle,
@@ -116,5 +112,4 @@ class FilterModule:
             "agent_host_env": agent_host_env,
             "pod_of": pod_of,
             "named": named,
-            "label_removal": label_removal,
         }

@@ -368,6 +368,21 @@ def node_network_labels(networks: Sequence[Mapping[str, Any]], racks: Iterable[s
     }
 
 
+def node_label_patch(
+    networks: Sequence[Mapping[str, Any]], racks: Iterable[str], current: Mapping[str, str] | None
+) -> dict[str, str | None]:
+    """The labels patch that makes a node's network attachment labels those of its racks: wanted
+    ones added, and stale ones (a rack that left a network, a network gone from the plan) removed
+    (null). Only labels the seed owns are touched; ``{}`` when the node is as wanted."""
+    require_libraries()
+    current = current or {}
+    wanted = node_network_labels(networks, racks)
+    owned = names.key("network-")
+    patch: dict[str, str | None] = {k: v for k, v in wanted.items() if current.get(k) != v}
+    patch.update({k: None for k in current if k.startswith(owned) and k not in wanted})
+    return patch
+
+
 def switch_routes(
     networks: Sequence[Mapping[str, Any]], subnets: Sequence[Mapping[str, Any]], switch: Mapping[str, Any]
 ) -> list[dict[str, Any]]:

@@ -28,7 +28,6 @@ def test_ca_bundle_goes_into_the_named_webhook_configurations_only():
 
 def test_small_helpers():
     assert filters.pod_of({"podName": "web-0", "podNamespace": "shop"}) == "shop/web-0"
-    assert filters.label_removal({"a": "true", "b": "x"}) == {"a": None, "b": None}
     assert filters.named("vlan20", "Subnet") == {"kind": "Subnet", "name": "vlan20"}
 
 

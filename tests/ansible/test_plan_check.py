@@ -199,3 +199,18 @@ def test_derived_objects(example):
             "excludeIPs": ["192.168.20.199"],
         },
     }
+
+
+def test_node_label_patch_adds_wanted_and_removes_only_stale_seed_labels():
+    networks = [
+        {"name": "underlay-vlan20", "type": "Underlay", "racks": ["rack1"]},
+        {"name": "init", "type": "Overlay"},
+    ]
+    wanted = "networking.hybridlay.io/network-underlay-vlan20"
+    stale = "networking.hybridlay.io/network-old"
+    operator_kept = "networking.hybridlay.io/underlay-network-attachment"
+    current = {stale: "true", operator_kept: "true", "team": "db"}
+    assert plan.node_label_patch(networks, ["rack1"], current) == {wanted: "true", stale: None}
+    assert plan.node_label_patch(networks, ["rack1"], {wanted: "true", "team": "db"}) == {}
+    assert plan.node_label_patch(networks, ["rack2"], {wanted: "true"}) == {wanted: None}  # the rack left
+    assert plan.node_label_patch([], [], None) == {}

@@ -63,6 +63,9 @@ def test_site_cluster_stages_idempotent_then_uninstall(playbook, kube_api, kubec
     core, custom = client.CoreV1Api(api_client), client.CustomObjectsApi(api_client)
     for node in ("node1", "node2", "node3"):
         core.create_node(client.V1Node(api_version="v1", kind="Node", metadata=client.V1ObjectMeta(name=node)))
+    # node3's rack has left a network since an earlier seed: its label goes, other labels stay.
+    stale = f"{GROUP}/network-underlay-vlan30"
+    core.patch_node("node3", {"metadata": {"labels": {stale: "true", "team": "db"}}})
 
     rc, out = playbook("site.yml", "--tags", "install,seed")
     assert rc == 0, _failures(out)
@@ -75,7 +78,7 @@ def test_site_cluster_stages_idempotent_then_uninstall(playbook, kube_api, kubec
     labels = {n.metadata.name: n.metadata.labels or {} for n in core.list_node().items}
     selector = f"{GROUP}/network-underlay-vlan20"
     assert labels["node1"].get(selector) == "true" and labels["node2"].get(selector) == "true"
-    assert selector not in labels["node3"]
+    assert selector not in labels["node3"] and stale not in labels["node3"] and labels["node3"]["team"] == "db"
     tls = [s for s in kube_api.objects("v1/secrets") if s["metadata"]["name"] == "hybridlay-webhook-tls"]
     assert len(tls) == 1
     tls_data = tls[0]["data"]

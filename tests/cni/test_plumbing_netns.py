@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import ipaddress
 import os
+import socket
 import stat
+import struct
 import subprocess
+import time
 
 import pytest
 from cnitest import UPLINK, UPLINK_MTU, PluginRun, ip_json, pod_instances, run_plugin, sh, table_routes
@@ -19,6 +23,7 @@ from cnitest import UPLINK, UPLINK_MTU, PluginRun, ip_json, pod_instances, run_p
 from hybridlay.devices import host_veth_name
 from hybridlay.model import Network, NetworkMode, NetworkType
 from hybridlay_agent.cni_server import CNIServer
+from hybridlay_agent.plumbing import ETH_P_IPV6, icmpv6_checksum, in_netns, unsolicited_na_frame
 
 pytestmark = pytest.mark.netns
 
@@ -197,16 +202,27 @@ def test_late_del_of_an_old_sandbox_keeps_the_new_one(agent, node, view, pods):
     assert links(node.path)[host_veth_name("default", "db-0")]["ifalias"] == "hybridlay:new:eth0"
 
 
+VLAN_GATEWAYS = {4: "10.77.0.1", 6: "fd77::1"}
+
+
 @pytest.fixture
 def gateway_ns(node, prefix):
-    """The underlay gateway: the far end of the node's uplink (untagged, netID 0) holds 10.77.0.1."""
+    """The underlay gateway: the far end of the node's uplink (untagged, netID 0) holds 10.77.0.1
+    and fd77::1."""
     sh("ip", "-n", node.peer, "addr", "add", "10.77.0.1/24", "dev", node.peer)
+    sh("ip", "-n", node.peer, "addr", "add", "fd77::1/64", "dev", node.peer, "nodad")
     return node.peer
 
 
-def vlan_pod(view, name: str, ip: str) -> None:
+def vlan_pod(view, name: str, *ips: str) -> None:
     network = Network("underlay", type=NetworkType.UNDERLAY, mode=NetworkMode.VLAN, net_id=0)
-    view.pods[("default", name)] = pod_instances("default", name, ip, network=network, gateway="10.77.0.1")
+    view.pods[("default", name)] = [
+        instance
+        for ip in ips
+        for instance in pod_instances(
+            "default", name, ip, network=network, gateway=VLAN_GATEWAYS[ipaddress.ip_interface(ip).version]
+        )
+    ]
 
 
 def test_vlan_add_checks_gateway_and_announces(agent, node, view, pods, gateway_ns):
@@ -219,6 +235,87 @@ def test_vlan_add_checks_gateway_and_announces(agent, node, view, pods, gateway_
     uplink_mac = links(node.path)[UPLINK]["address"]
     neigh = ip_json(f"/var/run/netns/{gateway_ns}", "neigh", "show", "10.77.0.50")
     assert neigh and neigh[0]["lladdr"] == uplink_mac
+
+
+# A kernel's own unsolicited NA (ndisc_notify=1, address fe80::ff:fe00:aa on a link of MAC
+# 02:00:00:00:00:aa), captured once: the frame hybridlay sends must be the same, checksum 0x57a0.
+KERNEL_NA = bytes.fromhex(
+    "333300000001 0200000000aa 86dd"  # Ethernet
+    " 60000000 0020 3a ff fe80000000000000000000fffe0000aa ff020000000000000000000000000001"  # IPv6
+    " 88 00 57a0 20000000 fe80000000000000000000fffe0000aa 02 01 0200000000aa"  # NA
+)
+
+
+def plain_checksum(data: bytes) -> int:
+    """The Internet checksum, word by word with the carry folded at each step (RFC 1071)."""
+    data += b"\0" * (len(data) % 2)
+    total = 0
+    for i in range(0, len(data), 2):
+        total += data[i] << 8 | data[i + 1]
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def pseudo_header(src: bytes, dst: bytes, length: int) -> bytes:
+    return src + dst + struct.pack("!I3xB", length, socket.IPPROTO_ICMPV6)
+
+
+def test_unsolicited_na_frame_is_the_kernels():
+    assert unsolicited_na_frame(bytes.fromhex("0200000000aa"), "fe80::ff:fe00:aa") == KERNEL_NA
+
+
+@pytest.mark.parametrize("message", [b"", b"\x88", bytes(range(255)), b"\xff" * 64, KERNEL_NA[54:]])
+def test_icmpv6_checksum(message):
+    src, dst = ipaddress.IPv6Address("fd77::53").packed, ipaddress.IPv6Address("ff02::1").packed
+    assert icmpv6_checksum(src, dst, message) == plain_checksum(pseudo_header(src, dst, len(message)) + message)
+    kernel_message = KERNEL_NA[54:56] + b"\0\0" + KERNEL_NA[58:]
+    assert icmpv6_checksum(KERNEL_NA[22:38], KERNEL_NA[38:54], kernel_message) == 0x57A0
+
+
+def capture_na(sock: socket.socket, target: str, timeout: float = 5.0) -> bytes | None:
+    """The first unsolicited-NA-shaped frame (ICMPv6 type 136) for ``target`` within ``timeout``."""
+    wanted = ipaddress.IPv6Address(target).packed
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            frame = sock.recv(2048)
+        except TimeoutError:
+            break
+        is_na = frame[12:14] == struct.pack("!H", ETH_P_IPV6) and frame[20:21] == b"\x3a" and frame[54:55] == b"\x88"
+        if is_na and frame[62:78] == wanted:  # next header 58 (ICMPv6), type 136, the pod's target
+            return frame
+    return None
+
+
+def test_vlan_add_announces_ipv6_with_an_unsolicited_na(agent, node, view, pods, gateway_ns):
+    pod = pods("n")
+    vlan_pod(view, "under6", "10.77.0.53/24", "fd77::53/64")
+    # A stale entry with another MAC: the NA's Override flag must make the gateway's kernel replace it.
+    stale = "02:00:00:00:00:99"
+    sh("ip", "-n", gateway_ns, "neigh", "replace", "fd77::53", "lladdr", stale, "dev", gateway_ns, "nud", "stale")
+    ipv6_only = socket.htons(ETH_P_IPV6)
+    sock = in_netns(f"/var/run/netns/{gateway_ns}", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, ipv6_only))
+    with sock:
+        sock.bind((gateway_ns, ETH_P_IPV6))  # opened before the ADD: the NA cannot be missed
+        add = run_plugin("ADD", agent.config(), container_id="cn", netns=pod, pod=("default", "under6"))
+        assert add.code == 0, add.raw
+        frame = capture_na(sock, "fd77::53")
+    assert frame is not None, "no unsolicited NA for fd77::53 on the gateway's side"
+    uplink_mac = bytes.fromhex(links(node.path)[UPLINK]["address"].replace(":", ""))
+    ip6, icmp = frame[14:54], frame[54:]
+    assert frame[:6] == bytes.fromhex("333300000001") and frame[6:12] == uplink_mac
+    assert ip6[7] == 255 and ip6[8:24] == ipaddress.IPv6Address("fd77::53").packed
+    assert ip6[24:40] == ipaddress.IPv6Address("ff02::1").packed
+    assert icmp[0] == 136 and icmp[1] == 0
+    flags = icmp[4]
+    assert flags & 0x20 and not flags & 0x40 and not flags & 0x80  # Override; not Solicited, not Router
+    assert icmp[24:32] == b"\x02\x01" + uplink_mac  # target link-layer address option
+    payload_length = struct.unpack("!H", ip6[4:6])[0]
+    assert plain_checksum(pseudo_header(ip6[8:24], ip6[24:40], payload_length) + icmp[:payload_length]) == 0
+    # The gateway's kernel accepted it (checksum, hop limit, flags): its neighbour entry moved.
+    neigh = ip_json(f"/var/run/netns/{gateway_ns}", "-6", "neigh", "show", "fd77::53")
+    assert neigh and neigh[0]["lladdr"] == links(node.path)[UPLINK]["address"]
 
 
 def test_vlan_add_fails_when_gateway_is_silent(agent, node, view, pods, gateway_ns):
