@@ -72,8 +72,9 @@ NTF_SELF, NTF_PROXY = 0x02, 0x08
 NUD_PERMANENT = 0x80
 IFA_F_NOPREFIXROUTE = 0x200
 RTN_UNICAST, RTN_LOCAL, RTN_THROW = 1, 2, 9
+RTPROT_STATIC = 4
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK, RT_SCOPE_HOST = 0, 253, 254
-RT_TABLE_COMPAT, RT_TABLE_LOCAL = 252, 255
+RT_TABLE_COMPAT, RT_TABLE_MAIN, RT_TABLE_LOCAL = 252, 254, 255
 FR_ACT_TO_TBL = 1
 AF_BRIDGE = 7
 NLMSG_ERROR = 2
@@ -84,6 +85,7 @@ CREATE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL
 REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE
 APPEND = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND
 DELETE = NLM_F_REQUEST | NLM_F_ACK
+CHANGE = NLM_F_REQUEST | NLM_F_ACK  # a link's flags or attributes
 BATCH = 256
 NLMSG_DONE = 3
 ZERO = {4: "0.0.0.0", 6: "::"}  # noqa: S104 - the default route's destination, not a bind address
@@ -173,8 +175,15 @@ def address_message(interface: IPInterface, ifindex: int, *, scope: int, flags: 
     return IFADDRMSG.pack(AF[interface.version], interface.network.prefixlen, 0, scope, ifindex) + attrs
 
 
-def link_message(index: int = 0, *, up: bool | None = None, attrs: bytes = b"") -> bytes:
-    """The body of an RTM_NEWLINK request: ``up`` sets or clears IFF_UP (None: leaves it)."""
+def link_message(
+    index: int = 0, *, name: str | None = None, up: bool | None = None, alias: str | None = None, attrs: bytes = b""
+) -> bytes:
+    """The body of an RTM_NEWLINK/RTM_DELLINK request for the link ``index`` (0: by ``name``);
+    ``up`` sets or clears IFF_UP (None: leaves it)."""
+    if name is not None:
+        attrs = _nla(IFLA_IFNAME, name.encode() + b"\0") + attrs
+    if alias is not None:
+        attrs += _nla(IFLA_IFALIAS, alias.encode())
     flags = IFF_UP if up else 0
     change = IFF_UP if up is not None else 0
     return IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, change) + attrs
@@ -183,12 +192,11 @@ def link_message(index: int = 0, *, up: bool | None = None, attrs: bytes = b"") 
 def veth_message(name: str, mac: str, mtu: int | None, *, peer: str, peer_mac: str, peer_netns_fd: int) -> bytes:
     """The body of the RTM_NEWLINK request making a veth pair whose peer is born in another namespace."""
     mtu_attr = _nla(IFLA_MTU, _u32(mtu)) if mtu is not None else b""
-    peer_attrs = _nla(IFLA_IFNAME, peer.encode() + b"\0") + _nla(IFLA_ADDRESS, _mac(peer_mac)) + mtu_attr
-    peer_attrs += _nla(IFLA_NET_NS_FD, _u32(peer_netns_fd))
-    data = _nla(VETH_INFO_PEER | NLA_F_NESTED, link_message() + peer_attrs)
+    peer_attrs = _nla(IFLA_ADDRESS, _mac(peer_mac)) + mtu_attr + _nla(IFLA_NET_NS_FD, _u32(peer_netns_fd))
+    data = _nla(VETH_INFO_PEER | NLA_F_NESTED, link_message(name=peer, attrs=peer_attrs))
     info = _nla(IFLA_INFO_KIND, b"veth") + _nla(IFLA_INFO_DATA | NLA_F_NESTED, data)
-    attrs = _nla(IFLA_IFNAME, name.encode() + b"\0") + _nla(IFLA_ADDRESS, _mac(mac)) + mtu_attr
-    return link_message(attrs=attrs + _nla(IFLA_LINKINFO | NLA_F_NESTED, info))
+    attrs = _nla(IFLA_ADDRESS, _mac(mac)) + mtu_attr + _nla(IFLA_LINKINFO | NLA_F_NESTED, info)
+    return link_message(name=name, attrs=attrs)
 
 
 class KernelError(Exception):
