@@ -71,12 +71,13 @@ def status(client: kubernetes.client.ApiClient, output: str) -> str:
     subnets = _convert(names.KIND_SUBNET, raw_subnets, subnet_from_resource)
     networks_without = _without_status(raw_networks, "statistics")
     subnets_without = _without_status(raw_subnets, "total")
-    computed = None
-    if networks_without or subnets_without:
-        raw_instances = list_cluster_objects(client, names.PLURAL_IPINSTANCE)
-        instances = _convert(names.KIND_IPINSTANCE, raw_instances, ipinstance_from_resource)
-        computed = views.computed_usage(networks, subnets, instances)
-    records = views.status_records(networks, subnets, computed, networks_without, subnets_without)
+    raw_instances = list_cluster_objects(client, names.PLURAL_IPINSTANCE)
+    instances = _convert(names.KIND_IPINSTANCE, raw_instances, ipinstance_from_resource)
+    computed = views.computed_usage(networks, subnets, instances) if networks_without or subnets_without else None
+    records = views.status_records(
+        networks, subnets, instances, computed=computed, networks_without_status=networks_without,
+        subnets_without_status=subnets_without,
+    )  # fmt: skip
     return json.dumps(records, indent=2) if output == "json" else views.render_status(records)
 
 

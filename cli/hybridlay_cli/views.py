@@ -7,6 +7,7 @@ A record is a JSON-ready dict (``-o json`` prints it); a table picks columns fro
 from __future__ import annotations
 
 import ipaddress
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -142,20 +143,45 @@ SUBNET_COLUMNS = (
 )
 
 
+NODE_COLUMNS = (
+    Column("NAME", lambda r: r["name"]),
+    Column("NETWORKS", lambda r: ",".join(r["networks"]) or None),
+    Column("ADDRESSES", lambda r: r["addresses"]),
+)
+
+
+def node_records(networks: Sequence[Network], instances: Sequence[IPInstance]) -> list[Record]:
+    """Each node a network lists (its status' nodeList) or an address is bound to: its networks and
+    how many addresses it holds."""
+    networks_of: dict[str, list[str]] = {}
+    for network in sorted(networks, key=lambda n: n.name):
+        for node in network.status.node_list:
+            networks_of.setdefault(node, []).append(network.name)
+    held = Counter(i.binding.node_name for i in instances if i.binding.node_name)
+    return [
+        {"name": node, "networks": networks_of.get(node, []), "addresses": held[node]}
+        for node in sorted(set(networks_of) | set(held))
+    ]
+
+
 def status_records(
     networks: Sequence[Network],
     subnets: Sequence[Subnet],
+    instances: Sequence[IPInstance],
+    *,
     computed: IPAM | None = None,
     networks_without_status: Collection[str] = (),
     subnets_without_status: Collection[str] = (),
 ) -> Record:
-    """``{"networks": [...], "subnets": [...]}``; objects named as without status take ``computed`` counts."""
+    """``{"nodes": [...], "networks": [...], "subnets": [...]}``; objects named as without status take
+    ``computed`` counts."""
 
     def usage(name: str, without_status: Collection[str]) -> IPAM | None:
         return computed if name in without_status else None
 
     ordered_subnets = sorted(subnets, key=lambda s: (s.network, s.name))
     return {
+        "nodes": node_records(networks, instances),
         "networks": [
             network_record(n, usage(n.name, networks_without_status)) for n in sorted(networks, key=lambda n: n.name)
         ],
@@ -166,6 +192,9 @@ def status_records(
 def render_status(records: Record) -> str:
     return "\n".join(
         [
+            "NODES",
+            render_table(NODE_COLUMNS, records["nodes"]),
+            "",
             "NETWORKS",
             render_table(NETWORK_COLUMNS, records["networks"]),
             "",

@@ -92,7 +92,16 @@ def test_status_shows_the_counts_the_operator_wrote(examples, kubeconfig, capsys
 
     assert (code, err) == (0, "")
     # The counts are the status' own (used 3 on the VLAN subnet has no IPInstance here): no note.
-    assert rows(out) == [
+    # Nodes: those the networks list, and node1 holding web-0's two addresses.
+    assert rows(out)[:6] == [
+        ["NODES"],
+        ["NAME", "NETWORKS", "ADDRESSES"],
+        ["node1", "overlay,underlay-vlan100", "2"],
+        ["node2", "overlay", "0"],
+        ["node3", "overlay", "0"],
+        [""],
+    ]
+    assert rows(out)[6:] == [
         ["NETWORKS"],
         [
             "NAME",

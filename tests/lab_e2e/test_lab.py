@@ -118,7 +118,7 @@ def test_lab_up_matrix_all_answered_then_down() -> None:
         kept = re.search(r"StatefulSet web: web-0 (\S+) on (\S+) → deleted, recreated on (\S+): (\S+) ✓", up.stdout)
         assert kept is not None, up.stdout[-4000:]
         assert kept[1] == kept[4] and kept[2] != kept[3]
-        assert "underlay-rack1" in up.stdout  # the summary (hybridlay status)
+        assert "NODES" in up.stdout and "underlay-rack1" in up.stdout  # the summary (hybridlay status)
         # The install role's bare-metal mode: the operator and the agents are systemd services.
         services = (("control-plane", "hybridlay-operator"), ("node1", "hybridlay-agent"), ("node3", "hybridlay-agent"))
         for host, unit in services:
