@@ -136,6 +136,7 @@ class NodeCluster:
     namespaces: list[str] = field(default_factory=list)
     helpers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     vtep_ipv6: bool = False  # tunnel over the nodes' IPv6 addresses instead of IPv4
+    resync_seconds: float = 3  # short, so that tests see periodic resyncs
 
     def ns(self, short: str) -> str:
         return f"{self.prefix}-{short}"
@@ -161,7 +162,7 @@ class NodeCluster:
             "--vxlan-parent", "eth0",
             "--vlan-parent", "eth0",
             "--cni-socket", str(self.workdir / node / "cni.sock"),
-            "--resync-seconds", "3",
+            "--resync-seconds", str(self.resync_seconds),
             *(["--vtep-ip", NODE_IP6[node]] if self.vtep_ipv6 else []),
         ]  # fmt: skip
         # Reconciles that change nothing are logged at DEBUG only, and the tests count every reconcile.
@@ -420,13 +421,19 @@ def _teardown(cluster: NodeCluster) -> None:
 
 
 @contextlib.contextmanager
-def node_cluster(workdir: Path, vtep_ipv6: bool = False) -> Iterator[NodeCluster]:
+def node_cluster(workdir: Path, vtep_ipv6: bool = False, resync_seconds: float = 3) -> Iterator[NodeCluster]:
     """Build the test bed in ``workdir``, start the agents, and tear everything down afterwards."""
     prefix = "hl" + secrets.token_hex(3)
     with RunningAPI() as api:
         api_client = config.new_client_from_config(config_file=str(api.write_kubeconfig(workdir / "kubeconfig")))
         cluster = NodeCluster(
-            prefix, workdir, api, client.CustomObjectsApi(api_client), client.CoreV1Api(api_client), vtep_ipv6=vtep_ipv6
+            prefix,
+            workdir,
+            api,
+            client.CustomObjectsApi(api_client),
+            client.CoreV1Api(api_client),
+            vtep_ipv6=vtep_ipv6,
+            resync_seconds=resync_seconds,
         )
         try:
             _build(cluster)
