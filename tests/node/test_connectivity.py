@@ -82,3 +82,14 @@ def test_vlan_enhanced_address_does_not_capture_the_pods_traffic(pods: NodeClust
     assert "inet 192.168.56.101/24 scope link noprefixroute eth0" in addresses
     assert "local 192.168.56.101 " not in sh(pods.ns("n1"), "ip route show table local").stdout
     assert pods.seen_source(pods.ns("gw"), ns(pods, "u1"), "192.168.56.101") == "192.168.56.1"
+
+
+def test_tunnel_refuses_destinations_outside_the_cluster(pods: NodeCluster) -> None:
+    """A route that would send a pod's packets for a foreign address into the tunnel (a user's, or a
+    stale one) does not leak them to the other nodes: the node answers port unreachable."""
+    sh(pods.ns("n1"), "ip route add 198.51.100.0/24 dev eth0.vxlan4")
+    try:
+        out = sh(ns(pods, "a1"), "ping -n -c 1 -W 2 198.51.100.7", check=False).stdout
+    finally:
+        sh(pods.ns("n1"), "ip route del 198.51.100.0/24 dev eth0.vxlan4")
+    assert f"From {NODE_IP['n1']} icmp_seq=1 Destination Port Unreachable" in out, out
