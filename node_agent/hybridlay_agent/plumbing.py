@@ -80,12 +80,23 @@ ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD
 ARP_REQUEST, ARP_REPLY = 1, 2
 IPPROTO_ICMPV6 = 58
-ICMPV6_NEIGHBOR_ADVERT = 136
+ICMPV6_NEIGHBOR_SOLICIT, ICMPV6_NEIGHBOR_ADVERT = 135, 136
 NA_FLAG_OVERRIDE = 0x20000000  # R, S, O are the top three bits of the NA's flags word
-ND_OPT_TARGET_LLADDR = 2
+ND_OPT_SOURCE_LLADDR, ND_OPT_TARGET_LLADDR = 1, 2
 ALL_NODES = ipaddress.IPv6Address("ff02::1")
-ALL_NODES_MAC = bytes.fromhex("333300000001")  # 33:33 + the low 32 bits of ff02::1 (RFC 2464 §7)
+SOLICITED_NODE_PREFIX = int(ipaddress.IPv6Address("ff02::1:ff00:0"))  # RFC 4291 §2.7.1, a /104
 ARP_PROBE_SENDER = "0.0.0.0"  # noqa: S104 - an RFC 5227 probe's sender address, nothing binds to it
+DAD_SENDER = "::"  # a Duplicate Address Detection probe's source (RFC 4862 §5.4.2)
+SO_ATTACH_FILTER = 26
+# Classic BPF (code, jt, jf, k) keeping only ICMPv6 Neighbor Advertisements without extension headers.
+NA_FILTER = (
+    (0x30, 0, 0, 20),  # ldb [20]: IPv6 next header
+    (0x15, 0, 3, IPPROTO_ICMPV6),  # jeq, else drop
+    (0x30, 0, 0, 54),  # ldb [54]: ICMPv6 type
+    (0x15, 0, 1, ICMPV6_NEIGHBOR_ADVERT),  # jeq, else drop
+    (0x06, 0, 0, 0xFFFF),  # ret: keep
+    (0x06, 0, 0, 0),  # ret: drop
+)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 T = TypeVar("T")
@@ -94,8 +105,8 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 @dataclass(frozen=True)
 class VLANCheck:
-    """Underlay (VLAN) address: probed on the host's VLAN interface before plumbing (IPv4 only),
-    announced there after it (gratuitous ARP, unsolicited Neighbor Advertisement)."""
+    """Underlay (VLAN) address: probed on the host's VLAN interface before plumbing (ARP, Neighbor
+    Solicitation), announced there after it (gratuitous ARP, unsolicited Neighbor Advertisement)."""
 
     interface: str
     gateway: str
@@ -263,20 +274,35 @@ def _arp_frame(src_mac: bytes, op: int, sender_ip: str, target_ip: str, dst_mac:
     )
 
 
-def arp_resolve(netns: str | None, interface: str, sender_ip: str, target_ip: str, timeout: float) -> bool:
-    """Whether ``target_ip`` answers an ARP request sent on ``interface`` within ``timeout`` seconds.
+def _exchange(
+    netns: str | None,
+    interface: str,
+    build: Callable[[bytes], bytes],
+    is_reply: Callable[[bytes], bool],
+    *,
+    ethertype: int,
+    timeout: float,
+    socket_filter: tuple[tuple[int, int, int, int], ...] = (),
+) -> bool:
+    """Whether a frame of ``ethertype`` that ``is_reply`` accepts arrives on ``interface`` within
+    ``timeout`` seconds of sending the request ``build(mac)`` there (``mac``: the interface's own),
+    the request resent against loss.
 
-    ``sender_ip`` 0.0.0.0 makes it an RFC 5227 probe (duplicate detection without disturbing caches).
+    ``socket_filter`` (classic BPF) drops what cannot be a reply in the kernel: on a busy interface
+    the frames would otherwise cost a Python loop each and could fill the socket's buffer.
     """
-    sock = in_netns(netns, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP)))
+    # Protocol 0 until bind: no frame of another interface is queued in between.
+    sock = in_netns(netns, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0))
     with sock:
+        if socket_filter:
+            program = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *op) for op in socket_filter))
+            fprog = struct.pack("HP", len(socket_filter), ctypes.addressof(program))
+            sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
         try:
-            sock.bind((interface, ETH_P_ARP))
+            sock.bind((interface, ethertype))
         except OSError as exc:
             raise CNIError(E_PLUMBING, f"VLAN interface {interface} is not usable", str(exc)) from None
-        src_mac = sock.getsockname()[4]
-        request = _arp_frame(src_mac, ARP_REQUEST, sender_ip, target_ip)
-        wanted = socket.inet_aton(target_ip)
+        request = build(sock.getsockname()[4])
         deadline = time.monotonic() + timeout
         next_send = 0.0
         while (now := time.monotonic()) < deadline:
@@ -288,9 +314,25 @@ def arp_resolve(netns: str | None, interface: str, sender_ip: str, target_ip: st
                 frame = sock.recv(128)
             except TimeoutError:
                 continue
-            if len(frame) >= 42 and struct.unpack("!H", frame[20:22])[0] == ARP_REPLY and frame[28:32] == wanted:
+            if is_reply(frame):
                 return True
     return False
+
+
+def arp_resolve(netns: str | None, interface: str, sender_ip: str, target_ip: str, timeout: float) -> bool:
+    """Whether ``target_ip`` answers an ARP request sent on ``interface`` within ``timeout`` seconds.
+
+    ``sender_ip`` 0.0.0.0 makes it an RFC 5227 probe (duplicate detection without disturbing caches).
+    """
+    wanted = socket.inet_aton(target_ip)
+
+    def is_reply(frame: bytes) -> bool:
+        return len(frame) >= 42 and struct.unpack("!H", frame[20:22])[0] == ARP_REPLY and frame[28:32] == wanted
+
+    def request(mac: bytes) -> bytes:
+        return _arp_frame(mac, ARP_REQUEST, sender_ip, target_ip)
+
+    return _exchange(netns, interface, request, is_reply, ethertype=ETH_P_ARP, timeout=timeout)
 
 
 def _send_frame(netns: str | None, interface: str, build: Callable[[bytes], bytes]) -> None:
@@ -307,7 +349,7 @@ def send_gratuitous_arp(netns: str | None, interface: str, ip: str) -> None:
     _send_frame(netns, interface, lambda mac: _arp_frame(mac, ARP_REQUEST, ip, ip))
 
 
-# --- unsolicited Neighbor Advertisement on the VLAN interface -----------------------------------
+# --- Neighbor Discovery on the VLAN interface --------------------------------------------------
 
 
 def icmpv6_checksum(src: bytes, dst: bytes, message: bytes) -> int:
@@ -321,19 +363,64 @@ def icmpv6_checksum(src: bytes, dst: bytes, message: bytes) -> int:
     return ~total & 0xFFFF
 
 
+def _nd_frame(
+    src_mac: bytes, src: ipaddress.IPv6Address, dst: ipaddress.IPv6Address, *, icmp_type: int, flags: int, body: bytes
+) -> bytes:
+    """A Neighbor Discovery message (``icmp_type``, code 0, checksum, the 32-bit ``flags`` word,
+    ``body``) from ``src`` to the multicast group ``dst``, framed for Ethernet."""
+
+    def icmp(checksum: int) -> bytes:
+        return struct.pack("!BBHI", icmp_type, 0, checksum, flags) + body
+
+    message = icmp(icmpv6_checksum(src.packed, dst.packed, icmp(0)))
+    # Hop limit 255: receivers discard ND messages that crossed a router (RFC 4861 §7.1.2).
+    ipv6 = struct.pack("!IHBB", 6 << 28, len(message), IPPROTO_ICMPV6, 255) + src.packed + dst.packed
+    group_mac = b"\x33\x33" + dst.packed[-4:]  # 33:33 + the group's low 32 bits (RFC 2464 §7)
+    return group_mac + src_mac + struct.pack("!H", ETH_P_IPV6) + ipv6 + message
+
+
+def _lladdr_option(kind: int, mac: bytes) -> bytes:
+    return struct.pack("!BB", kind, 1) + mac  # option length in 8-byte units
+
+
 def unsolicited_na_frame(src_mac: bytes, ip: str) -> bytes:
     """RFC 4861 §7.2.6: to all nodes, Override set so caches replace a stale MAC with ``src_mac``,
     Solicited clear (nobody asked; a receiver drops a multicast NA with it), Router clear."""
-    target = ipaddress.IPv6Address(ip).packed
-    body = target + struct.pack("!BB", ND_OPT_TARGET_LLADDR, 1) + src_mac  # option length in 8-byte units
+    target = ipaddress.IPv6Address(ip)
+    body = target.packed + _lladdr_option(ND_OPT_TARGET_LLADDR, src_mac)
+    return _nd_frame(src_mac, target, ALL_NODES, icmp_type=ICMPV6_NEIGHBOR_ADVERT, flags=NA_FLAG_OVERRIDE, body=body)
 
-    def icmp(checksum: int) -> bytes:
-        return struct.pack("!BBHI", ICMPV6_NEIGHBOR_ADVERT, 0, checksum, NA_FLAG_OVERRIDE) + body
 
-    message = icmp(icmpv6_checksum(target, ALL_NODES.packed, icmp(0)))
-    # Hop limit 255: receivers discard ND messages that crossed a router (RFC 4861 §7.1.2).
-    ipv6 = struct.pack("!IHBB", 6 << 28, len(message), IPPROTO_ICMPV6, 255) + target + ALL_NODES.packed
-    return ALL_NODES_MAC + src_mac + struct.pack("!H", ETH_P_IPV6) + ipv6 + message
+def neighbor_solicitation_frame(src_mac: bytes, source_ip: str, target_ip: str) -> bytes:
+    """RFC 4861 §7.2.2: to the target's solicited-node group, with ``src_mac`` as Source Link-Layer
+    Address so the target answers at once; a DAD probe (source ::) must carry no such option
+    (RFC 4861 §7.1.1), its answer goes to all nodes (RFC 4862 §5.4.2)."""
+    source, target = ipaddress.IPv6Address(source_ip), ipaddress.IPv6Address(target_ip)
+    group = ipaddress.IPv6Address(SOLICITED_NODE_PREFIX | int(target) & 0xFFFFFF)
+    option = b"" if source.is_unspecified else _lladdr_option(ND_OPT_SOURCE_LLADDR, src_mac)
+    return _nd_frame(src_mac, source, group, icmp_type=ICMPV6_NEIGHBOR_SOLICIT, flags=0, body=target.packed + option)
+
+
+def nd_resolve(netns: str | None, interface: str, source_ip: str, target_ip: str, timeout: float) -> bool:
+    """Whether ``target_ip`` answers a Neighbor Solicitation sent on ``interface`` within ``timeout``
+    seconds: IPv6's :func:`arp_resolve`; ``source_ip`` :: makes it a Duplicate Address Detection probe.
+    """
+    wanted = ipaddress.IPv6Address(target_ip).packed
+
+    def is_reply(frame: bytes) -> bool:
+        # ICMPv6 with hop limit 255 (not from beyond a router), a Neighbor Advertisement, code 0, the target.
+        return (
+            frame[20:22] == bytes((IPPROTO_ICMPV6, 255))
+            and frame[54:56] == bytes((ICMPV6_NEIGHBOR_ADVERT, 0))
+            and frame[62:78] == wanted
+        )
+
+    def request(mac: bytes) -> bytes:
+        return neighbor_solicitation_frame(mac, source_ip, target_ip)
+
+    return _exchange(
+        netns, interface, request, is_reply, ethertype=ETH_P_IPV6, timeout=timeout, socket_filter=NA_FILTER
+    )
 
 
 def send_unsolicited_na(netns: str | None, interface: str, ip: str) -> None:
@@ -402,15 +489,20 @@ class Plumber:
     def _check_vlan(self, attachment: Attachment) -> None:
         for address in attachment.addresses:
             check = address.vlan_check
-            if check is None or address.ip.version != 4:
+            if check is None:
                 continue
             ip = str(address.ip.ip)
-            if arp_resolve(self.host_netns, check.interface, ARP_PROBE_SENDER, ip, min(0.3, self.vlan_check_timeout)):
+            resolve: Callable[[str | None, str, str, str, float], bool]
+            if address.ip.version == 4:
+                resolve, probe_sender, request = arp_resolve, ARP_PROBE_SENDER, "ARP"
+            else:
+                resolve, probe_sender, request = nd_resolve, DAD_SENDER, "Neighbor Solicitation"
+            if resolve(self.host_netns, check.interface, probe_sender, ip, min(0.3, self.vlan_check_timeout)):
                 raise CNIError(E_PLUMBING, f"address {ip} is already in use on {check.interface} (duplicate address)")
-            if not arp_resolve(self.host_netns, check.interface, ip, check.gateway, self.vlan_check_timeout):
+            if not resolve(self.host_netns, check.interface, ip, check.gateway, self.vlan_check_timeout):
                 raise CNIError(
                     E_PLUMBING,
-                    f"vlan network seems not working: gateway {check.gateway} does not answer ARP on"
+                    f"vlan network seems not working: gateway {check.gateway} does not answer {request} on"
                     f" {check.interface} within {self.vlan_check_timeout:g}s",
                 )
 

@@ -15,7 +15,10 @@ import socket
 import stat
 import struct
 import subprocess
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from cnitest import UPLINK, UPLINK_MTU, PluginRun, ip_json, pod_instances, run_plugin, sh, table_routes
@@ -23,7 +26,15 @@ from cnitest import UPLINK, UPLINK_MTU, PluginRun, ip_json, pod_instances, run_p
 from hybridlay.devices import host_veth_name
 from hybridlay.model import Network, NetworkMode, NetworkType
 from hybridlay_agent.cni_server import CNIServer
-from hybridlay_agent.plumbing import ETH_P_IPV6, icmpv6_checksum, in_netns, unsolicited_na_frame
+from hybridlay_agent.plumbing import (
+    ETH_P_IPV6,
+    icmpv6_checksum,
+    in_netns,
+    nd_resolve,
+    neighbor_solicitation_frame,
+    unsolicited_na_frame,
+)
+from hybridlay_cni.spec import E_PLUMBING
 
 pytestmark = pytest.mark.netns
 
@@ -264,6 +275,31 @@ def test_unsolicited_na_frame_is_the_kernels():
     assert unsolicited_na_frame(bytes.fromhex("0200000000aa"), "fe80::ff:fe00:aa") == KERNEL_NA
 
 
+# The kernel's own Neighbor Solicitations from a link of MAC 02:00:00:00:00:aa holding fd77::60,
+# captured once: resolving fd77::ab:cdef:1234:5678 (a ping to it), checksum 0xedb1, and the DAD of
+# fd77::9:8765:4321 (enhanced_dad=0, else the kernel adds a nonce option), checksum 0x6f1a. Targets
+# with 24 significant low bits: the solicited-node group keeps exactly those.
+KERNEL_NS = bytes.fromhex(
+    "3333ff345678 0200000000aa 86dd"  # Ethernet
+    " 60000000 0020 3a ff fd770000000000000000000000000060 ff0200000000000000000001ff345678"  # IPv6
+    " 87 00 edb1 00000000 fd7700000000000000abcdef12345678 01 01 0200000000aa"  # NS, source link-layer address
+)
+KERNEL_DAD_NS = bytes.fromhex(
+    "3333ff654321 0200000000aa 86dd"  # Ethernet
+    " 60000000 0018 3a ff 00000000000000000000000000000000 ff0200000000000000000001ff654321"  # IPv6, from ::
+    " 87 00 6f1a 00000000 fd770000000000000000000987654321"  # NS without options
+)
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "kernel"),
+    [("fd77::60", "fd77::ab:cdef:1234:5678", KERNEL_NS), ("::", "fd77::9:8765:4321", KERNEL_DAD_NS)],
+    ids=["resolution", "dad"],
+)
+def test_neighbor_solicitation_frame_is_the_kernels(source, target, kernel):
+    assert neighbor_solicitation_frame(bytes.fromhex("0200000000aa"), source, target) == kernel
+
+
 @pytest.mark.parametrize("message", [b"", b"\x88", bytes(range(255)), b"\xff" * 64, KERNEL_NA[54:]])
 def test_icmpv6_checksum(message):
     src, dst = ipaddress.IPv6Address("fd77::53").packed, ipaddress.IPv6Address("ff02::1").packed
@@ -272,8 +308,28 @@ def test_icmpv6_checksum(message):
     assert icmpv6_checksum(KERNEL_NA[22:38], KERNEL_NA[38:54], kernel_message) == 0x57A0
 
 
-def capture_na(sock: socket.socket, target: str, timeout: float = 5.0) -> bytes | None:
-    """The first unsolicited-NA-shaped frame (ICMPv6 type 136) for ``target`` within ``timeout``."""
+@contextmanager
+def sniffer(netns_name: str, ifname: str | None = None) -> Iterator[socket.socket]:
+    """A packet socket receiving the IPv6 frames that arrive at ``ifname`` (by default the interface
+    named like its namespace); opened before the action watched, so no frame can be missed."""
+    ipv6_only = socket.htons(ETH_P_IPV6)
+    sock = in_netns(f"/var/run/netns/{netns_name}", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, ipv6_only))
+    with sock:
+        sock.bind((ifname or netns_name, ETH_P_IPV6))
+        yield sock
+
+
+def inject(netns: str, ifname: str, frame: bytes) -> None:
+    """Send ``frame`` as it is out of ``ifname`` in ``netns``."""
+    sock = in_netns(netns, lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0))
+    with sock:
+        sock.bind((ifname, 0))
+        sock.send(frame)
+
+
+def capture_nd(sock: socket.socket, icmp_type: int, target: str, timeout: float = 5.0) -> bytes | None:
+    """The first Neighbor Discovery frame (ICMPv6 ``icmp_type``: 135 NS, 136 NA) for ``target``
+    within ``timeout``."""
     wanted = ipaddress.IPv6Address(target).packed
     deadline = time.monotonic() + timeout
     while (left := deadline - time.monotonic()) > 0:
@@ -282,10 +338,33 @@ def capture_na(sock: socket.socket, target: str, timeout: float = 5.0) -> bytes 
             frame = sock.recv(2048)
         except TimeoutError:
             break
-        is_na = frame[12:14] == struct.pack("!H", ETH_P_IPV6) and frame[20:21] == b"\x3a" and frame[54:55] == b"\x88"
-        if is_na and frame[62:78] == wanted:  # next header 58 (ICMPv6), type 136, the pod's target
+        is_nd = frame[12:14] == struct.pack("!H", ETH_P_IPV6) and frame[20] == socket.IPPROTO_ICMPV6
+        if is_nd and frame[54] == icmp_type and frame[62:78] == wanted:  # no extension headers in ND
             return frame
     return None
+
+
+def packed(ip: str) -> bytes:
+    return ipaddress.IPv6Address(ip).packed
+
+
+def valid_icmpv6(frame: bytes) -> bool:
+    """Whether the ICMPv6 checksum of an Ethernet frame without IPv6 extension headers is right."""
+    ip6 = frame[14:54]
+    payload_length = struct.unpack("!H", ip6[4:6])[0]
+    return plain_checksum(pseudo_header(ip6[8:24], ip6[24:40], payload_length) + frame[54 : 54 + payload_length]) == 0
+
+
+def wait_for_lladdr(netns_name: str, ip: str, mac: str, timeout: float = 2.0) -> bool:
+    """Whether the neighbour entry of ``ip`` in ``netns_name`` holds ``mac`` within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        neigh = ip_json(f"/var/run/netns/{netns_name}", "-6", "neigh", "show", ip)
+        if neigh and neigh[0].get("lladdr") == mac:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def test_vlan_add_announces_ipv6_with_an_unsolicited_na(agent, node, view, pods, gateway_ns):
@@ -294,13 +373,10 @@ def test_vlan_add_announces_ipv6_with_an_unsolicited_na(agent, node, view, pods,
     # A stale entry with another MAC: the NA's Override flag must make the gateway's kernel replace it.
     stale = "02:00:00:00:00:99"
     sh("ip", "-n", gateway_ns, "neigh", "replace", "fd77::53", "lladdr", stale, "dev", gateway_ns, "nud", "stale")
-    ipv6_only = socket.htons(ETH_P_IPV6)
-    sock = in_netns(f"/var/run/netns/{gateway_ns}", lambda: socket.socket(socket.AF_PACKET, socket.SOCK_RAW, ipv6_only))
-    with sock:
-        sock.bind((gateway_ns, ETH_P_IPV6))  # opened before the ADD: the NA cannot be missed
+    with sniffer(gateway_ns) as sock:
         add = run_plugin("ADD", agent.config(), container_id="cn", netns=pod, pod=("default", "under6"))
         assert add.code == 0, add.raw
-        frame = capture_na(sock, "fd77::53")
+        frame = capture_nd(sock, 136, "fd77::53")
     assert frame is not None, "no unsolicited NA for fd77::53 on the gateway's side"
     uplink_mac = bytes.fromhex(links(node.path)[UPLINK]["address"].replace(":", ""))
     ip6, icmp = frame[14:54], frame[54:]
@@ -311,11 +387,103 @@ def test_vlan_add_announces_ipv6_with_an_unsolicited_na(agent, node, view, pods,
     flags = icmp[4]
     assert flags & 0x20 and not flags & 0x40 and not flags & 0x80  # Override; not Solicited, not Router
     assert icmp[24:32] == b"\x02\x01" + uplink_mac  # target link-layer address option
-    payload_length = struct.unpack("!H", ip6[4:6])[0]
-    assert plain_checksum(pseudo_header(ip6[8:24], ip6[24:40], payload_length) + icmp[:payload_length]) == 0
-    # The gateway's kernel accepted it (checksum, hop limit, flags): its neighbour entry moved.
-    neigh = ip_json(f"/var/run/netns/{gateway_ns}", "-6", "neigh", "show", "fd77::53")
-    assert neigh and neigh[0]["lladdr"] == links(node.path)[UPLINK]["address"]
+    assert valid_icmpv6(frame)
+    # The gateway's kernel accepts it (checksum, hop limit, flags): its neighbour entry moves. The
+    # ADD's gateway check (an NS from fd77::53) already moved it, so stale it again and replay the NA.
+    sh("ip", "-n", gateway_ns, "neigh", "replace", "fd77::53", "lladdr", stale, "dev", gateway_ns, "nud", "stale")
+    inject(node.path, UPLINK, frame)
+    assert wait_for_lladdr(gateway_ns, "fd77::53", links(node.path)[UPLINK]["address"])
+
+
+def test_vlan_add_checks_the_ipv6_gateway_with_neighbor_discovery(agent, node, view, pods, gateway_ns):
+    pod = pods("s")
+    vlan_pod(view, "under6gw", "fd77::60/64")
+    with sniffer(gateway_ns) as at_gateway, sniffer(node.name, UPLINK) as at_node:
+        add = run_plugin("ADD", agent.config(), container_id="cs", netns=pod, pod=("default", "under6gw"))
+        assert add.code == 0, add.raw
+        probe = capture_nd(at_gateway, 135, "fd77::60")  # sent before the gateway check
+        solicitation = capture_nd(at_gateway, 135, "fd77::1")
+        answer = capture_nd(at_node, 136, "fd77::1")
+    assert probe and solicitation and answer, (probe, solicitation, answer)
+    uplink_mac = bytes.fromhex(links(node.path)[UPLINK]["address"].replace(":", ""))
+
+    # RFC 4862 §5.4.2: from ::, to fd77::60's solicited-node group, hop limit 255, no option.
+    assert probe[:12] == bytes.fromhex("3333ff000060") + uplink_mac
+    assert probe[18:20] == b"\x00\x18" and probe[21] == 255  # payload length 24: type, code, sum, reserved, target
+    assert probe[22:38] == packed("::") and probe[38:54] == packed("ff02::1:ff00:60")
+    assert probe[54:56] == b"\x87\x00" and valid_icmpv6(probe)
+
+    # RFC 4861 §7.2.2: from the pod's address, with the uplink's MAC as Source Link-Layer Address.
+    assert solicitation[:12] == bytes.fromhex("3333ff000001") + uplink_mac
+    assert solicitation[18:20] == b"\x00\x20" and solicitation[21] == 255
+    assert solicitation[22:38] == packed("fd77::60") and solicitation[38:54] == packed("ff02::1:ff00:1")
+    assert solicitation[54:56] == b"\x87\x00" and solicitation[78:86] == b"\x01\x01" + uplink_mac
+    assert valid_icmpv6(solicitation)
+
+    # The gateway's kernel took it as valid: a Solicited NA, unicast back to the pod's address.
+    assert answer[:6] == uplink_mac and answer[22:38] == packed("fd77::1") and answer[38:54] == packed("fd77::60")
+    assert answer[58] & 0x40
+
+
+def test_vlan_add_fails_when_the_ipv6_gateway_is_silent(agent, node, view, pods, gateway_ns):
+    """The IPv4 gateway answers, the IPv6 one is gone: the IPv6 check alone must fail the ADD."""
+    pod = pods("q")
+    sh("ip", "-n", gateway_ns, "addr", "del", "fd77::1/64", "dev", gateway_ns)
+    vlan_pod(view, "lonely6", "10.77.0.61/24", "fd77::61/64")
+    add = run_plugin("ADD", agent.config(), container_id="cq", netns=pod, pod=("default", "lonely6"))
+    assert add.code == 1 and add.output["code"] == E_PLUMBING, add.raw
+    assert add.output["msg"] == (
+        f"vlan network seems not working: gateway fd77::1 does not answer Neighbor Solicitation on {UPLINK} within 0.5s"
+    )
+    assert host_veth_name("default", "lonely6") not in links(node.path) and "eth0" not in links(pod)
+
+
+@pytest.mark.parametrize("holder", ["address", "proxy"])
+def test_vlan_add_refuses_a_duplicate_ipv6_address(agent, node, pods, gateway_ns, holder):
+    """Another host of the VLAN holds fd77::62: configured on it, or (another node's pod) proxied by it
+    the way hybridlay's agent proxies its pods on the VLAN interface (proxy_delay 0)."""
+    pod = pods("e")
+    if holder == "address":  # nodad: a tentative address does not answer
+        sh("ip", "-n", gateway_ns, "addr", "add", "fd77::62/64", "dev", gateway_ns, "nodad")
+    else:
+        conf = (f"net.ipv6.conf.{gateway_ns}.forwarding=1", f"net.ipv6.conf.{gateway_ns}.proxy_ndp=1")
+        sh("ip", "netns", "exec", gateway_ns, "sysctl", "-qw", *conf, f"net.ipv6.neigh.{gateway_ns}.proxy_delay=0")
+        sh("ip", "-6", "-n", gateway_ns, "neigh", "add", "proxy", "fd77::62", "dev", gateway_ns)
+    vlan_pod(agent.view, "dup6", "fd77::62/64")
+    add = run_plugin("ADD", agent.config(), container_id="ce", netns=pod, pod=("default", "dup6"))
+    assert add.code == 1 and add.output["code"] == E_PLUMBING, add.raw
+    assert add.output["msg"] == f"address fd77::62 is already in use on {UPLINK} (duplicate address)"
+    assert host_veth_name("default", "dup6") not in links(node.path)
+
+
+def test_nd_probe_counts_only_another_hosts_answer_for_its_target(node):
+    """An NA the node sends itself (its proxy NDP answering a neighbour) is no duplicate, the same NA
+    from the far end of the uplink is: the probe must not listen to outgoing frames (ETH_P_ALL).
+    Nor is an NA that crossed a router (hop limit below 255), nor one for another address."""
+    na = unsolicited_na_frame(bytes.fromhex("0200000000bb"), "fd77::64")
+    routed = na[:21] + b"\xfe" + na[22:]  # the hop limit is outside the checksum's pseudo-header
+    other = unsolicited_na_frame(bytes.fromhex("0200000000bb"), "fd77::65")
+
+    def probe_while_sending(netns: str, ifname: str, frame: bytes) -> bool:
+        done = threading.Event()
+
+        def keep_sending() -> None:
+            while not done.wait(0.02):
+                inject(netns, ifname, frame)
+
+        sender = threading.Thread(target=keep_sending)
+        sender.start()
+        try:
+            return nd_resolve(node.path, UPLINK, "::", "fd77::64", 0.3)
+        finally:
+            done.set()
+            sender.join()
+
+    far_end = f"/var/run/netns/{node.peer}"
+    assert not probe_while_sending(node.path, UPLINK, na)
+    assert not probe_while_sending(far_end, node.peer, routed)
+    assert not probe_while_sending(far_end, node.peer, other)
+    assert probe_while_sending(far_end, node.peer, na)
 
 
 def test_vlan_add_fails_when_gateway_is_silent(agent, node, view, pods, gateway_ns):
