@@ -28,6 +28,7 @@ pyroute2 round trip, an event loop run per request, cost about a millisecond, ha
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import ctypes
 import dataclasses
@@ -487,24 +488,32 @@ class Plumber:
         raise CNIError(E_PLUMBING, f"none of the devices giving the pod MTU exists on this node: {devices}")
 
     def _check_vlan(self, attachment: Attachment) -> None:
-        for address in attachment.addresses:
-            check = address.vlan_check
-            if check is None:
-                continue
-            ip = str(address.ip.ip)
-            resolve: Callable[[str | None, str, str, str, float], bool]
-            if address.ip.version == 4:
-                resolve, probe_sender, request = arp_resolve, ARP_PROBE_SENDER, "ARP"
-            else:
-                resolve, probe_sender, request = nd_resolve, DAD_SENDER, "Neighbor Solicitation"
-            if resolve(self.host_netns, check.interface, probe_sender, ip, min(0.3, self.vlan_check_timeout)):
-                raise CNIError(E_PLUMBING, f"address {ip} is already in use on {check.interface} (duplicate address)")
-            if not resolve(self.host_netns, check.interface, ip, check.gateway, self.vlan_check_timeout):
-                raise CNIError(
-                    E_PLUMBING,
-                    f"vlan network seems not working: gateway {check.gateway} does not answer {request} on"
-                    f" {check.interface} within {self.vlan_check_timeout:g}s",
-                )
+        """Each underlay address's probes; a dual-stack pod's two families at once, so that their
+        waits (the duplicate probe waits out its whole window) do not add up."""
+        checks = [(address.ip, address.vlan_check) for address in attachment.addresses if address.vlan_check]
+        if len(checks) < 2:
+            for ip, check in checks:
+                self._check_vlan_address(ip, check)
+            return
+        with concurrent.futures.ThreadPoolExecutor(len(checks), thread_name_prefix="hybridlay-vlan-check") as pool:
+            for probe in [pool.submit(self._check_vlan_address, ip, check) for ip, check in checks]:
+                probe.result()  # the first address's error first, as when probed one by one
+
+    def _check_vlan_address(self, interface: IPInterface, check: VLANCheck) -> None:
+        ip = str(interface.ip)
+        resolve: Callable[[str | None, str, str, str, float], bool]
+        if interface.version == 4:
+            resolve, probe_sender, request = arp_resolve, ARP_PROBE_SENDER, "ARP"
+        else:
+            resolve, probe_sender, request = nd_resolve, DAD_SENDER, "Neighbor Solicitation"
+        if resolve(self.host_netns, check.interface, probe_sender, ip, min(0.3, self.vlan_check_timeout)):
+            raise CNIError(E_PLUMBING, f"address {ip} is already in use on {check.interface} (duplicate address)")
+        if not resolve(self.host_netns, check.interface, ip, check.gateway, self.vlan_check_timeout):
+            raise CNIError(
+                E_PLUMBING,
+                f"vlan network seems not working: gateway {check.gateway} does not answer {request} on"
+                f" {check.interface} within {self.vlan_check_timeout:g}s",
+            )
 
     def _create_veth(self, host: Requests, attachment: Attachment, pod_fd: int) -> None:
         """The pair, its peer born in the pod; a host veth of the same pod (a crashed or repeated
