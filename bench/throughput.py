@@ -1,7 +1,7 @@
 """Benchmark: TCP throughput through hybridlay's data plane against the bare links it runs on.
 
 Uses the namespace test bed of tests/node (three nodes with real agents resyncing at their default
-period; see tests/node/nodebed.py) and iperf3, each measurement 5 s, repeated 5 times alternately
+period; see tests/node/nodebed.py) and iperf3, each measurement 4 s, repeated 7 times alternately
 (medians), all in one run:
 - overlay pod (node 1) → overlay pod (node 2) against a plain VXLAN device pair between the same
   two node namespaces (same MTU, same underlay): ``overlay_vs_vxlan``, goal ≥ 0.9;
@@ -37,7 +37,7 @@ sys.path[:0] = [str(HERE.parent / "tests" / "support"), str(HERE.parent / "tests
 import nodebed  # noqa: E402
 
 SECONDS = 4
-ROUNDS = 5  # the machine is shared: alternate the four measurements and take each one's median
+ROUNDS = 7  # the machine is shared: alternate the four measurements and take each one's median
 NODE_CPU = {"n1": 0, "n2": 1}
 
 
