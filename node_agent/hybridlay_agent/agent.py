@@ -23,6 +23,7 @@ from hybridlay.dataplane.planner import NodeFacts, plan, vtep_mac
 from hybridlay.model import NodeInfo, SecretKeyRef, VTEPInfo
 from hybridlay_agent.bgp_driver import BGPDriver, plan_speaker, secret_value
 from hybridlay_agent.kube import Kube
+from hybridlay_agent.link_events import LinkUpWatcher
 from hybridlay_agent.neighbours import NeighbourMissResponder
 from hybridlay_agent.reconciler import Reconciler, Result
 from hybridlay_agent.settings import Settings
@@ -54,11 +55,14 @@ class Agent:
         reconciler = await self._in_netlink_thread(Reconciler)
         try:
             facts, local_ips = await self._in_netlink_thread(self._node_facts, reconciler)
-            kube = Kube(self.settings, self.view, asyncio.get_running_loop())
+            loop = asyncio.get_running_loop()
+            kube = Kube(self.settings, self.view, loop)
             info = NodeInfo(self.settings.node_name, VTEPInfo(facts.vtep_ip, vtep_mac(facts.name), local_ips))
             await asyncio.to_thread(kube.publish_nodeinfo, info)
             kube.start()
-            responder = self._start_responder(asyncio.get_running_loop())
+            responder = self._start_responder(loop)
+            links = LinkUpWatcher(lambda _: loop.call_soon_threadsafe(self.view.reconcile_requested.set))
+            await asyncio.to_thread(links.start)
             bgp = self._bgp_driver(kube)
             cni = await self._start_cni_server(bgp)
             reconciling = asyncio.create_task(self._reconcile_loop(kube, reconciler, facts, bgp))
@@ -74,6 +78,7 @@ class Agent:
                     await cni.stop()
                 if responder is not None:
                     await asyncio.to_thread(responder.stop)
+                await asyncio.to_thread(links.stop)
                 kube.stop()
         finally:
             await self._in_netlink_thread(reconciler.close)

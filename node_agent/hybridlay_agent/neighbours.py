@@ -13,49 +13,37 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import threading
 from collections.abc import Callable
+from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl import RTMGRP_NEIGH
+
+from hybridlay_agent.rtnl_events import RtnlListener
 
 log = logging.getLogger(__name__)
 NUD_PERMANENT = 0x80
 
 
-class NeighbourMissResponder:
+class NeighbourMissResponder(RtnlListener):
     def __init__(self, resolve: Callable[[str], str | None], tunnels: Callable[[], set[str]]) -> None:
         """``resolve(ip)`` → the VTEP MAC of the node holding ``ip`` (None: unknown or local);
         ``tunnels()`` → the names of our VXLAN devices."""
+        super().__init__(RTMGRP_NEIGH, "neighbour-miss")
         self.resolve = resolve
         self.tunnels = tunnels
-        self._stop = threading.Event()
-        self._events: IPRoute | None = None
-        self._thread = threading.Thread(target=self._run, name="neighbour-miss", daemon=True)
+        self._writer: IPRoute | None = None
 
-    def start(self) -> None:
-        self._thread.start()
+    def setup(self, events: IPRoute) -> None:
+        self._writer = IPRoute()
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._events is not None:
-            self._events.close()  # wakes the thread up
-        self._thread.join(timeout=5)
+    def teardown(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
-    def _run(self) -> None:
-        # pyroute2's synchronous sockets run their own event loop: create them on this thread.
-        self._events = IPRoute()
-        self._events.bind(groups=RTMGRP_NEIGH)
-        with IPRoute() as writer:
-            while not self._stop.is_set():
-                try:
-                    for message in self._events.get():
-                        if message.get("event") == "RTM_GETNEIGH":
-                            self._answer(writer, message["ifindex"], message.get("dst"))
-                except Exception:
-                    if self._stop.is_set():
-                        return
-                    log.exception("neighbour-miss responder failed; continuing")
+    def handle(self, message: Any) -> None:
+        if message.get("event") == "RTM_GETNEIGH" and self._writer is not None:
+            self._answer(self._writer, message["ifindex"], message.get("dst"))
 
     def _answer(self, writer: IPRoute, ifindex: int, ip: str | None) -> None:
         try:

@@ -160,3 +160,36 @@ def test_dual_stack_pod_whose_second_address_comes_late_gets_both(cluster: NodeC
     assert result is not None
     assert [ip["address"] for ip in result["ips"]] == ["10.244.2.7/16", "fd00:10::2:7/64"]
     assert cluster.ping(cluster.pods["x1"].netns, "fd00:10::2:7")
+
+
+def test_a_flapped_link_gets_its_routes_and_proxy_entries_back_at_once(cluster: NodeCluster) -> None:
+    """Link down makes the kernel drop the routes and proxy entries on the link; the agent restores
+    them when the link comes back up, not at its next periodic resync (here 10 minutes away)."""
+    node, x1 = cluster.ns("n1"), cluster.pods["x1"]
+    cluster.resync_seconds = 600
+    try:
+        before = len(cluster.reconciles("n1"))
+        cluster.stop_agent("n1")
+        cluster.start_agent("n1")
+        cluster.wait_reconciled("n1", after=before)
+        proxy_entry, route = "10.244.1.11 dev eth0.vxlan4 proxy", "10.244.0.0/16 dev eth0.vxlan4"
+        assert proxy_entry in sh(node, "ip neigh show proxy").stdout
+        sh(node, "ip link set eth0.vxlan4 down")
+        assert proxy_entry not in sh(node, "ip neigh show proxy").stdout
+        assert route not in sh(node, "ip route show table 40000").stdout
+        sh(node, "ip link set eth0.vxlan4 up")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if (
+                proxy_entry in sh(node, "ip neigh show proxy").stdout
+                and route in sh(node, "ip route show table 40000").stdout
+            ):
+                break
+            time.sleep(0.1)
+        else:
+            raise AssertionError(f"n1 did not restore {proxy_entry!r} and {route!r} after the link came up")
+        assert cluster.ping(x1.netns, "10.244.1.22")
+    finally:
+        cluster.resync_seconds = 3
+        cluster.stop_agent("n1")
+        cluster.start_agent("n1")
