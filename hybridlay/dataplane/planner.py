@@ -20,7 +20,7 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from hybridlay import devices
+from hybridlay import devices, names
 from hybridlay.addresses import IPNetwork, parse_cidr, parse_interface, parse_ip
 from hybridlay.dataplane.state import (
     BUM_MAC,
@@ -358,6 +358,10 @@ def _pods(
         veth = devices.host_veth_name(*pod)
         p.routes.add(Route(address.version, TABLE_LOCAL_PODS, _host(ip), dev=veth, scope=_link_scope(address.version)))
         p.device_sysctls(veth, ipv4_rp_filter="0", ipv4_proxy_arp="1")
+        if address.version == 6:
+            # The pod's IPv6 default gateway, answered by the host veth. CNI ADD writes it first; owning
+            # it here brings it back after the veth was set down (which drops every proxy entry on it).
+            p.proxy_neighbours.add(ProxyNeighbour(veth, names.POD_GATEWAY_V6))
         if s.network.type is NetworkType.OVERLAY:
             vxlan = vxlans.get(s.network.name)
             if vxlan:

@@ -3,8 +3,9 @@
 Owned (and therefore changed or removed when not planned): rules with a priority in 1000-1099
 pointing at tables 10000-40001; every route in those tables; VXLAN devices named
 ``<parent>.vxlan<VNI>``/``vxlan<VNI>``, their FDB entries and permanent neighbours; proxy entries on
-those devices or for addresses inside a cluster subnet; noprefixroute scope-link addresses inside a
-cluster subnet on VLAN devices; ``HYBRIDLAY-*`` ipsets and iptables chains. VLAN devices are
+those devices, for addresses inside a cluster subnet, or for the pods' IPv6 gateway on their host
+veths; noprefixroute scope-link addresses inside a cluster subnet on VLAN devices; ``HYBRIDLAY-*``
+ipsets and iptables chains. VLAN devices are
 created but never deleted (an administrator's ``eth0.100`` looks exactly like ours). Anything else
 is never touched.
 """
@@ -17,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hybridlay import devices, names
 from hybridlay.dataplane.state import DesiredState, Sysctl, VxlanLink, diff
 from hybridlay_agent import netfilter
 from hybridlay_agent.netlink import KernelError, Netlink
@@ -167,7 +169,9 @@ class Reconciler:
         current = {
             p
             for p in self.nl.proxy_neighbours()
-            if p.dev in tunnel_set or any(ipaddress.ip_address(p.ip) in n for n in prefixes)
+            if p.dev in tunnel_set
+            or any(ipaddress.ip_address(p.ip) in n for n in prefixes)
+            or (p.dev.startswith(devices.HOST_VETH_PREFIX) and p.ip == names.POD_GATEWAY_V6)
         }
         proxies = diff(current, desired.proxy_neighbours)
         for proxy in proxies.add:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from collections.abc import Iterator
 
 import pytest
 from nodebed import NODE_IP, POD_NAMESPACE, NodeCluster, sh
@@ -162,34 +163,47 @@ def test_dual_stack_pod_whose_second_address_comes_late_gets_both(cluster: NodeC
     assert cluster.ping(cluster.pods["x1"].netns, "fd00:10::2:7")
 
 
-def test_a_flapped_link_gets_its_routes_and_proxy_entries_back_at_once(cluster: NodeCluster) -> None:
-    """Link down makes the kernel drop the routes and proxy entries on the link; the agent restores
-    them when the link comes back up, not at its next periodic resync (here 10 minutes away)."""
-    node, x1 = cluster.ns("n1"), cluster.pods["x1"]
+@pytest.fixture
+def slow_resync(cluster: NodeCluster) -> Iterator[NodeCluster]:
+    """Node 1's agent with its next periodic resync 10 minutes away: what it restores, an event made it."""
+    before = len(cluster.reconciles("n1"))
     cluster.resync_seconds = 600
+    cluster.stop_agent("n1")
+    cluster.start_agent("n1")
+    cluster.wait_reconciled("n1", after=before)
     try:
-        before = len(cluster.reconciles("n1"))
-        cluster.stop_agent("n1")
-        cluster.start_agent("n1")
-        cluster.wait_reconciled("n1", after=before)
-        proxy_entry, route = "10.244.1.11 dev eth0.vxlan4 proxy", "10.244.0.0/16 dev eth0.vxlan4"
-        assert proxy_entry in sh(node, "ip neigh show proxy").stdout
-        sh(node, "ip link set eth0.vxlan4 down")
-        assert proxy_entry not in sh(node, "ip neigh show proxy").stdout
-        assert route not in sh(node, "ip route show table 40000").stdout
-        sh(node, "ip link set eth0.vxlan4 up")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if (
-                proxy_entry in sh(node, "ip neigh show proxy").stdout
-                and route in sh(node, "ip route show table 40000").stdout
-            ):
-                break
-            time.sleep(0.1)
-        else:
-            raise AssertionError(f"n1 did not restore {proxy_entry!r} and {route!r} after the link came up")
-        assert cluster.ping(x1.netns, "10.244.1.22")
+        yield cluster
     finally:
         cluster.resync_seconds = 3
         cluster.stop_agent("n1")
         cluster.start_agent("n1")
+
+
+def flap_and_wait_restored(cluster: NodeCluster, device: str, wanted: dict[str, str]) -> None:
+    """Set ``device`` down (checking the kernel dropped each ``wanted`` line of its command's output),
+    up again, and wait until every line is back."""
+    node = cluster.ns("n1")
+    sh(node, f"ip link set {device} down")
+    for command, line in wanted.items():
+        assert line not in sh(node, command).stdout, f"the kernel kept {line!r} on a link set down"
+    sh(node, f"ip link set {device} up")
+    deadline = time.monotonic() + 10
+    while not all(line in sh(node, command).stdout for command, line in wanted.items()):
+        assert time.monotonic() < deadline, f"n1 did not restore {list(wanted.values())} after {device} came up"
+        time.sleep(0.1)
+
+
+def test_a_flapped_tunnel_gets_its_routes_and_proxy_entries_back_at_once(slow_resync: NodeCluster) -> None:
+    """Link down makes the kernel drop the routes and proxy entries on the link; the agent restores
+    them when the link comes back up, not at its next periodic resync."""
+    wanted = {
+        "ip neigh show proxy": "10.244.1.11 dev eth0.vxlan4 proxy",
+        "ip route show table 40000": "10.244.0.0/16 dev eth0.vxlan4",
+    }
+    flap_and_wait_restored(slow_resync, "eth0.vxlan4", wanted)
+    assert slow_resync.ping(slow_resync.pods["x1"].netns, "10.244.1.22")
+
+
+def test_a_flapped_pod_veth_gets_its_ipv6_gateway_back(slow_resync: NodeCluster) -> None:
+    veth = host_veth_name(POD_NAMESPACE, "x1")
+    flap_and_wait_restored(slow_resync, veth, {"ip -6 neigh show proxy": f"fe80::1 dev {veth} proxy"})

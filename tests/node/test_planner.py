@@ -183,6 +183,8 @@ def test_local_and_remote_pods_dual_stack() -> None:
     assert Route(4, 39999, "10.244.0.5/32", dev=veth, scope="link") in desired.routes
     assert Route(6, 39999, "fd00:10::5/128", dev=veth) in desired.routes
     assert ProxyNeighbour("eth0.vxlan4", "fd00:10::5") in desired.proxy_neighbours
+    assert ProxyNeighbour(veth, "fe80::1") in desired.proxy_neighbours  # the pod's IPv6 gateway
+    assert ProxyNeighbour(host_veth_name("ns", "b"), "fe80::1") not in desired.proxy_neighbours
     assert desired.neighbours == {
         Neighbour("eth0.vxlan4", "10.244.0.6", "0e:00:00:00:00:02"),
         Neighbour("eth0.vxlan4", "fd00:10::6", "0e:00:00:00:00:02"),
