@@ -223,12 +223,8 @@ class BGPSpeaker:
             await self.stop(graceful=False)
             raise SpeakerError(f"ExaBGP did not connect its API helper within {timeout}s (see its log above)")
         self._announced = announced
-        log.info(
-            "BGP speaker started: AS %s, router id %s, peers %s",
-            config.local_asn,
-            config.router_id,
-            ", ".join(sorted(peers)),
-        )
+        log.info("BGP speaker started: AS %s, router id %s, peers %s", config.local_asn, config.router_id,
+                 ", ".join(sorted(peers)))
 
     async def stop(self, graceful: bool = True) -> None:
         """Stop ExaBGP.

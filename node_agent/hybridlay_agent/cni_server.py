@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 PodInstances = list[tuple[IPInstance, Subnet, Network]]
 
 
+
 class PodAddressSource(Protocol):
     """What the CNI server needs from the agent's cluster view (``hybridlay_agent.view.ClusterView``)."""
 

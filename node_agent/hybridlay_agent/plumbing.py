@@ -491,9 +491,7 @@ class Plumber:
         """Each underlay address's probes; a dual-stack pod's two families at once, so that their
         waits (the duplicate probe waits out its whole window) do not add up."""
         checks = [(address.ip, address.vlan_check) for address in attachment.addresses if address.vlan_check]
-        if len(checks) < 2:
-            for ip, check in checks:
-                self._check_vlan_address(ip, check)
+        if not checks:
             return
         with concurrent.futures.ThreadPoolExecutor(len(checks), thread_name_prefix="hybridlay-vlan-check") as pool:
             for probe in [pool.submit(self._check_vlan_address, ip, check) for ip, check in checks]:
