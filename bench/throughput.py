@@ -7,7 +7,9 @@ period; see tests/node/nodebed.py) and iperf3, each measurement 4 s, repeated 7 
   two node namespaces (same MTU, same underlay): ``overlay_vs_vxlan``, goal ≥ 0.9;
 - underlay pod (node 1) → underlay pod (node 2) against node 1 → node 2 on their own addresses:
   ``underlay_vs_node``, goal ≥ 0.95.
-Run as root: ``python bench/throughput.py``. The last line is JSON.
+Run as root: ``python bench/throughput.py``. The last line is JSON. Each round runs a path and its
+reference back to back; ``round_ratio_quartiles`` gives the quartiles of those per-round ratios, so a
+reader can see how far the machine's noise reaches next to the goals.
 
 Node namespaces share this machine's CPUs, and a veth hands a packet on to the next namespace on
 the sending CPU: without care, the sender's CPU would also do all of the receiving node's work, which
@@ -71,20 +73,30 @@ def iperf(cluster: nodebed.NodeCluster, client: Endpoint, server: Endpoint, targ
         process.wait(timeout=10)
 
 
+def round_ratio_quartiles(path: list[float], reference: list[float]) -> list[float]:
+    """Quartiles of the path/reference ratios of the rounds (each pair measured back to back)."""
+    ratios = [p / r for p, r in zip(path, reference, strict=True)]
+    return [round(q, 3) for q in statistics.quantiles(ratios, n=4)]
+
+
 def measure(
     cluster: nodebed.NodeCluster, runs: dict[str, tuple[Endpoint, Endpoint, str]], separate: bool
 ) -> dict[str, Any]:
-    """The two ratios and the four medians (Gbit/s), with one CPU per node (``separate``) or not."""
+    """The two ratios, the four medians (Gbit/s) and the ratios' per-round quartiles, with one CPU per node
+    (``separate``) or not."""
     steer(cluster, separate)
     samples: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(ROUNDS):
         for name, (client, server, target) in runs.items():
             samples[name].append(iperf(cluster, client, server, target, pin=separate))
     gbps = {name: statistics.median(values) / 1e9 for name, values in samples.items()}
+    pairs = {"overlay_vs_vxlan": ("overlay", "vxlan"), "underlay_vs_node": ("underlay", "node")}
     return {
-        "overlay_vs_vxlan": round(gbps["overlay"] / gbps["vxlan"], 3),
-        "underlay_vs_node": round(gbps["underlay"] / gbps["node"], 3),
+        **{key: round(gbps[path] / gbps[reference], 3) for key, (path, reference) in pairs.items()},
         **{f"{name}_gbps": round(value, 3) for name, value in gbps.items()},
+        "round_ratio_quartiles": {
+            key: round_ratio_quartiles(samples[path], samples[reference]) for key, (path, reference) in pairs.items()
+        },
     }
 
 
