@@ -54,6 +54,7 @@ UNDERLAY_GATEWAY = "192.168.56.1"
 EXTERNAL_IP = "203.0.113.2"
 API_PORT = 6443
 UNDERLAY_LABEL = "hybridlay-test/underlay"
+TEST_RESYNC_SECONDS = 3  # short, so that tests see periodic resyncs
 
 NETWORKS = [
     {"metadata": {"name": "overlay"}, "spec": {"type": "Overlay", "netID": 4}},
@@ -136,7 +137,7 @@ class NodeCluster:
     namespaces: list[str] = field(default_factory=list)
     helpers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     vtep_ipv6: bool = False  # tunnel over the nodes' IPv6 addresses instead of IPv4
-    resync_seconds: float = 3  # short, so that tests see periodic resyncs
+    resync_seconds: float = TEST_RESYNC_SECONDS
 
     def ns(self, short: str) -> str:
         return f"{self.prefix}-{short}"
@@ -421,7 +422,9 @@ def _teardown(cluster: NodeCluster) -> None:
 
 
 @contextlib.contextmanager
-def node_cluster(workdir: Path, vtep_ipv6: bool = False, resync_seconds: float = 3) -> Iterator[NodeCluster]:
+def node_cluster(
+    workdir: Path, vtep_ipv6: bool = False, resync_seconds: float = TEST_RESYNC_SECONDS
+) -> Iterator[NodeCluster]:
     """Build the test bed in ``workdir``, start the agents, and tear everything down afterwards."""
     prefix = "hl" + secrets.token_hex(3)
     with RunningAPI() as api:

@@ -167,14 +167,14 @@ def test_dual_stack_pod_whose_second_address_comes_late_gets_both(cluster: NodeC
 def slow_resync(cluster: NodeCluster) -> Iterator[NodeCluster]:
     """Node 1's agent with its next periodic resync 10 minutes away: what it restores, an event made it."""
     before = len(cluster.reconciles("n1"))
-    cluster.resync_seconds = 600
+    usual, cluster.resync_seconds = cluster.resync_seconds, 600
     cluster.stop_agent("n1")
     cluster.start_agent("n1")
     cluster.wait_reconciled("n1", after=before)
     try:
         yield cluster
     finally:
-        cluster.resync_seconds = 3
+        cluster.resync_seconds = usual
         cluster.stop_agent("n1")
         cluster.start_agent("n1")
 
