@@ -14,7 +14,8 @@ import urllib.request
 from collections import Counter
 
 import pytest
-from opsupport import NS, eventually, free_port
+from opsupport import NS, eventually
+from realcluster import free_port
 
 from hybridlay import names
 

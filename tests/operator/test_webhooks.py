@@ -16,7 +16,8 @@ import uuid
 import aiohttp
 import jsonpatch
 import pytest
-from opsupport import NS, eventually, free_port, write_tls_files
+from opsupport import NS, eventually
+from realcluster import free_port, write_tls_files
 
 from hybridlay import model, names, validation
 from hybridlay.pod_request import PodSettings, validate_pod_create
