@@ -21,6 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "support"))
 
+from apitopo import Api, make_shared_topology
 from kapi import RunningAPI
 from realcluster import OperatorProcess, RealCluster, Unavailable, under_ci
 
@@ -99,3 +100,17 @@ def real_namespace(real_cluster: RealCluster) -> Iterator[str]:
     core.create_namespace({"metadata": {"name": name}})
     yield name
     core.delete_namespace(name, _preload_content=False)
+
+
+@pytest.fixture(scope="session")
+def _shared_topology(_control_plane: RealCluster, _session_operator: OperatorProcess) -> Api:
+    api = Api(_control_plane.client())
+    make_shared_topology(api)
+    return api
+
+
+@pytest.fixture
+def real_api(real_operator: OperatorProcess, _shared_topology: Api) -> Api:
+    """Admin clients of the real API, the operator running and the shared networks made
+    (tests/support/apitopo.py: ``fresh_underlay`` makes one of a test's own)."""
+    return _shared_topology

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import kubernetes
+from apitopo import Api
 from realcluster import AGENT_SA, OPERATOR_SA, SYSTEM_NAMESPACE, OperatorProcess, RealCluster
 
 
@@ -28,3 +31,14 @@ def test_operator_runs_as_its_service_account_and_may_not_do_more(
     assert not may(operator, "delete", "nodes")
     assert not may(agent, "create", "networks", "networking.hybridlay.io")
     assert real_operator.ready()
+
+
+def test_a_pod_gets_an_overlay_address_through_the_real_api(real_api: Api, real_namespace: str) -> None:
+    real_api.core.create_namespaced_pod(
+        real_namespace,
+        {"metadata": {"name": "p"}, "spec": {"nodeName": "node3", "containers": [{"name": "c", "image": "x"}]}},
+    )
+    deadline = time.monotonic() + 15
+    while not (held := real_api.instances_of(real_namespace, "p")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [o["spec"]["network"] for o in held.values()] == ["overlay-network"]
