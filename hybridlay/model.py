@@ -154,6 +154,9 @@ class ReferredObject:
     kind: str
     name: str
     uid: str
+    # The workload's API version (``apps/v1``): its kind alone may name two (``StatefulSet`` of
+    # ``apps`` and of ``apps.kruise.io``). Hybridnet does not record it; None then.
+    api_version: str | None = None
 
 
 @dataclass(frozen=True)
@@ -494,6 +497,7 @@ def ipinstance_from_resource(obj: Mapping[str, Any]) -> IPInstance:
             kind=_typed(obj, "spec.binding.referredObject.kind", str, ""),
             name=_typed(obj, "spec.binding.referredObject.name", str, ""),
             uid=_typed(obj, "spec.binding.referredObject.uid", str, ""),
+            api_version=_typed(obj, "spec.binding.referredObject.apiVersion", str, None),
         )
     stateful_index = _get(obj, "spec.binding.stateful.index")
     if stateful_index is not None:
@@ -562,7 +566,16 @@ def ipinstance_to_resource(instance: IPInstance, with_status: bool = False) -> d
                     "podUID": b.pod_uid,
                     "nodeName": b.node_name,
                     "referredObject": (
-                        {"kind": referred.kind, "name": referred.name, "uid": referred.uid} if referred else None
+                        _drop_none(
+                            {
+                                "apiVersion": referred.api_version,
+                                "kind": referred.kind,
+                                "name": referred.name,
+                                "uid": referred.uid,
+                            }
+                        )
+                        if referred
+                        else None
                     ),
                     "stateful": {"index": b.stateful_index} if b.stateful_index is not None else None,
                 }

@@ -512,6 +512,7 @@ class Controller:
                 referred=referred,
                 mac=mac,
                 index=index,
+                namespace_uid=((namespace or {}).get("metadata") or {}).get("uid", ""),
             )
         except (NoAddressAvailable, InvalidValue, AddressConflict) as e:
             self._fail(key, about, str(e))
@@ -578,6 +579,7 @@ class Controller:
         referred: ReferredObject,
         mac: str,
         index: int | None,
+        namespace_uid: str,
     ) -> list[Allocation]:
         """Claim one address per missing version; all or none (a half dual stack is undone)."""
         created: list[Allocation] = []
@@ -587,7 +589,7 @@ class Controller:
             while left:
                 allocations = self._pick(key, network, left, subnets, pool)
                 for allocation in allocations:
-                    body = d.build_ipinstance(allocation, pod, referred, mac, index)
+                    body = d.build_ipinstance(allocation, pod, referred, mac, index, namespace_uid=namespace_uid)
                     if await self._create(allocation, body):
                         created.append(allocation)
                         left.remove(allocation.version)

@@ -5,6 +5,7 @@ No I/O here: the controller reads its caches, asks these functions, and performs
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import secrets
 from collections.abc import Collection, Iterable, Mapping
@@ -94,15 +95,11 @@ def stateful_view(pod: Mapping[str, Any], workloads: Collection[WorkloadKind]) -
 
 
 def owner_group(ipinstance: Mapping[str, Any]) -> str | None:
-    """The API group of the object an IPInstance is referred to, from the ownerReference written with
-    it (:func:`build_ipinstance`); None when it has no ownerReference to that object."""
+    """The API group of the object an IPInstance is referred to, as :func:`build_ipinstance` records
+    it with the referred object; None when not recorded (an IPInstance Hybridnet wrote)."""
     referred = ((ipinstance.get("spec") or {}).get("binding") or {}).get("referredObject") or {}
-    if not referred.get("uid"):
-        return None
-    for ref in (ipinstance.get("metadata") or {}).get("ownerReferences") or []:
-        if isinstance(ref, Mapping) and (ref.get("uid"), ref.get("kind")) == (referred["uid"], referred.get("kind")):
-            return api_group(str(ref.get("apiVersion") or ""))
-    return None
+    api_version = referred.get("apiVersion")
+    return api_group(str(api_version)) if isinstance(api_version, str) and api_version else None
 
 
 def possible_workloads(kind: str, group: str | None, workloads: Iterable[WorkloadKind]) -> list[WorkloadKind]:
@@ -206,13 +203,23 @@ def reserve_patch() -> dict[str, Any]:
 
 
 def build_ipinstance(
-    claim: Allocation, pod: Mapping[str, Any], referred: ReferredObject, mac: str, stateful_index: int | None
+    claim: Allocation,
+    pod: Mapping[str, Any],
+    referred: ReferredObject,
+    mac: str,
+    stateful_index: int | None,
+    *,
+    namespace_uid: str = "",
 ) -> dict[str, Any]:
     """The IPInstance resource whose creation claims ``claim`` for ``pod``.
 
-    Owned (for garbage collection) by the referred object: the pod, or the stateful workload
-    whose ordinal keeps the address.
+    An IPInstance is cluster-scoped (its name, the address, is unique cluster-wide: the API server
+    enforces one claim), so it cannot be owned by the namespaced pod or workload: the garbage
+    collector never follows such a reference and warns about each (OwnerRefInvalidNamespace). Its
+    owner is the pod's Namespace (cluster-scoped): whatever the operator misses, deleting the
+    namespace frees its addresses. The operator frees them per pod and per workload.
     """
+
     meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
     pod_name, pod_namespace = meta.get("name", ""), meta.get("namespace", "")
     node = spec.get("nodeName") or ""
@@ -228,7 +235,7 @@ def build_ipinstance(
             pod_namespace=pod_namespace,
             pod_uid=meta.get("uid"),
             node_name=node or None,
-            referred_object=referred,
+            referred_object=dataclasses.replace(referred, api_version=owner_api_version(pod, referred)),
             stateful_index=stateful_index,
         ),
         labels={
@@ -241,14 +248,9 @@ def build_ipinstance(
         },
     )
     resource = model.ipinstance_to_resource(instance)
-    if referred.uid:
+    if namespace_uid:
         resource["metadata"]["ownerReferences"] = [
-            {
-                "apiVersion": owner_api_version(pod, referred),
-                "kind": referred.kind,
-                "name": referred.name,
-                "uid": referred.uid,
-            }
+            {"apiVersion": "v1", "kind": "Namespace", "name": pod_namespace, "uid": namespace_uid}
         ]
     return resource
 

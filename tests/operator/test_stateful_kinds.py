@@ -125,20 +125,16 @@ def retained(uid="w1", kind="StatefulSet", pod_uid=None):
     )
 
 
-def test_retained_addresses_know_their_workloads_group_from_their_owner_reference():
+def test_retained_addresses_know_their_workloads_group_from_their_referred_object():
     referred = ReferredObject("StatefulSet", "web", "w1")
     assert d.owner_api_version(owned_pod(KRUISE_API), referred) == KRUISE_API
     assert d.owner_api_version(owned_pod("apps/v1"), referred) == "apps/v1"
     assert d.owner_api_version(owned_pod(KRUISE_API), ReferredObject("Pod", "web-0", "p1")) == "v1"
 
-    resource = {
-        "metadata": {
-            "ownerReferences": [{"apiVersion": KRUISE_API, "kind": "StatefulSet", "name": "web", "uid": "w1"}]
-        },
-        "spec": {"binding": {"referredObject": {"kind": "StatefulSet", "name": "web", "uid": "w1"}}},
-    }
-    assert d.owner_group(resource) == "apps.kruise.io"
-    assert d.owner_group({"spec": resource["spec"]}) is None  # written before owner references carried it
+    referred_object = {"apiVersion": KRUISE_API, "kind": "StatefulSet", "name": "web", "uid": "w1"}
+    assert d.owner_group({"spec": {"binding": {"referredObject": referred_object}}}) == "apps.kruise.io"
+    hybridnets = {"kind": "StatefulSet", "name": "web", "uid": "w1"}  # Hybridnet records no API version
+    assert d.owner_group({"spec": {"binding": {"referredObject": hybridnets}}}) is None
     assert d.possible_workloads("StatefulSet", "apps.kruise.io", ALL) == [KRUISE_STS]
     assert d.possible_workloads("StatefulSet", None, ALL) == [APPS_STATEFULSET, KRUISE_STS]
     assert d.possible_workloads("CloneSet", "apps.kruise.io", ALL) == [CLONESET]
@@ -176,10 +172,9 @@ async def test_advanced_statefulset_pod_keeps_its_address_until_its_workload_is_
     cluster.set_pod_status("web-0", "Running", running=True)
     [instance] = await eventually(lambda: cluster.instances_of("web-0"))
     name = instance["metadata"]["name"]
-    assert instance["spec"]["binding"]["referredObject"] == {"kind": "StatefulSet", "name": "web", "uid": uid}
+    referred = {"apiVersion": KRUISE_API, "kind": "StatefulSet", "name": "web", "uid": uid}
+    assert instance["spec"]["binding"]["referredObject"] == referred
     assert instance["spec"]["binding"]["stateful"] == {"index": 0}
-    [reference] = instance["metadata"]["ownerReferences"]
-    assert reference == {"apiVersion": KRUISE_API, "kind": "StatefulSet", "name": "web", "uid": uid}
     await eventually(lambda: names.FINALIZER_POD in (cluster.pod("web-0")["metadata"].get("finalizers") or []))
 
     # Deleted and re-created (on another node): reserved meanwhile, then the same address again.
@@ -222,7 +217,8 @@ async def test_a_pod_of_an_unconfigured_group_is_a_normal_pod(kruise, start_oper
         "web-0", annotations=UNDERLAY, owner=("StatefulSet", "web", uid), owner_api_version=KRUISE_API
     )
     [instance] = await eventually(lambda: cluster.instances_of("web-0"))
-    assert instance["spec"]["binding"]["referredObject"] == {"kind": "Pod", "name": "web-0", "uid": pod_uid}
+    referred = {"apiVersion": "v1", "kind": "Pod", "name": "web-0", "uid": pod_uid}
+    assert instance["spec"]["binding"]["referredObject"] == referred
     assert "stateful" not in instance["spec"]["binding"]
     assert names.FINALIZER_POD not in (cluster.pod("web-0")["metadata"].get("finalizers") or [])
     cluster.delete_pod("web-0")
@@ -236,10 +232,7 @@ def retained_body(ip, pod, owner):
     return {
         "apiVersion": f"{names.GROUP}/{names.VERSION}",
         "kind": "IPInstance",
-        "metadata": {
-            "name": name,
-            "ownerReferences": [{"apiVersion": api_version, "kind": owner_kind, "name": owner_name, "uid": owner_uid}],
-        },
+        "metadata": {"name": name},
         "spec": {
             "network": "overlay-network",
             "subnet": "overlay-subnet",
@@ -247,7 +240,7 @@ def retained_body(ip, pod, owner):
             "binding": {
                 "podName": pod,
                 "podNamespace": NS,
-                "referredObject": {"kind": owner_kind, "name": owner_name, "uid": owner_uid},
+                "referredObject": {"apiVersion": api_version, "kind": owner_kind, "name": owner_name, "uid": owner_uid},
                 "stateful": {"index": 0},
             },
         },
