@@ -11,6 +11,7 @@ Two Kubernetes APIs:
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import uuid
 from collections.abc import Iterator
@@ -99,7 +100,8 @@ def real_namespace(real_cluster: RealCluster) -> Iterator[str]:
     core = kubernetes.client.CoreV1Api(real_cluster.client())
     core.create_namespace({"metadata": {"name": name}})
     yield name
-    core.delete_namespace(name, _preload_content=False)
+    with contextlib.suppress(kubernetes.client.ApiException):  # the test may have deleted it itself
+        core.delete_namespace(name, _preload_content=False)
 
 
 @pytest.fixture(scope="session")
