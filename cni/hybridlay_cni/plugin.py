@@ -40,7 +40,7 @@ async def respond(env: Mapping[str, str], stdin: bytes, dispatch: Dispatch) -> t
 def _decode(stdin: bytes) -> Any:
     try:
         return json.loads(stdin)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise CNIError(spec.E_DECODE, "network configuration on stdin is not valid JSON", str(exc)[:200]) from None
 
 

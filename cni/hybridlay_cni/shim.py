@@ -136,7 +136,8 @@ def agent_address(stdin: bytes) -> tuple[str, str, float]:
     except ValueError as exc:
         raise Refusal(LATEST_VERSION, E_DECODE, "network configuration on stdin is not valid JSON", str(exc)) from None
     if not isinstance(config, dict):
-        config = {}  # the agent names the problem
+        kind = type(config).__name__
+        raise Refusal(LATEST_VERSION, E_DECODE, f"network configuration {kind}: must be a JSON object")
     version = config.get("cniVersion")
     version = version if version in SUPPORTED_VERSIONS else LATEST_VERSION
     path = config.get("socket", DEFAULT_SOCKET)

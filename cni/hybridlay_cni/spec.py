@@ -153,8 +153,7 @@ def check_netns_path(value: str) -> str:
     if not allowed or "\0" in value:
         raise CNIError(
             E_INVALID_ENVIRONMENT,
-            f"CNI_NETNS {value[:120]!r}: must be /proc/<pid>/ns/net or a normalised path under"
-            f" {', '.join(NETNS_DIRS)}",
+            f"CNI_NETNS {value[:120]!r}: must be /proc/<pid>/ns/net or a normalised path under {', '.join(NETNS_DIRS)}",
         )
     return value
 
@@ -212,9 +211,7 @@ def parse_config(config: Any, command: str) -> dict[str, Any]:
     socket_path(config)
     timeout_seconds(config)
     mtu(config)
-    prev = config.get("prevResult")
-    if prev is not None and not isinstance(prev, dict):
-        raise CNIError(E_INVALID_CONFIG, f"prevResult {prev!r}: must be an object")
+    prev_result(config)
     if command == "GC":
         valid_attachments(config)
     return config
@@ -241,6 +238,64 @@ def mtu(config: Mapping[str, Any]) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or not _MTU_RANGE[0] <= value <= _MTU_RANGE[1]:
         raise CNIError(E_INVALID_CONFIG, f"mtu {value!r}: must be an integer in {_MTU_RANGE[0]}-{_MTU_RANGE[1]}")
     return value
+
+
+def prev_result(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The previous plugins' result (chaining), checked whole before anything is plumbed: the result
+    printed at the end is built from it, and a malformed one found then would leave the pod plumbed
+    with no answer."""
+    prev = config.get("prevResult")
+    if prev is None:
+        return {}
+    if not isinstance(prev, dict):
+        raise CNIError(E_INVALID_CONFIG, f"prevResult {_short(prev)}: must be an object")
+    interfaces = _objects(prev, "interfaces")
+    for i, interface in enumerate(interfaces):
+        _string(interface, f"prevResult.interfaces[{i}]", "name", required=True)
+        for key in ("mac", "sandbox"):
+            _string(interface, f"prevResult.interfaces[{i}]", key)
+    for i, ip in enumerate(_objects(prev, "ips")):
+        where = f"prevResult.ips[{i}]"
+        _string(ip, where, "address", required=True)
+        _string(ip, where, "gateway")
+        index = ip.get("interface")
+        if index is not None and (
+            isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(interfaces)
+        ):
+            raise CNIError(
+                E_INVALID_CONFIG,
+                f"{where}.interface {_short(index)}: must index prevResult.interfaces (0-{len(interfaces) - 1})",
+            )
+    for i, route in enumerate(_objects(prev, "routes")):
+        _string(route, f"prevResult.routes[{i}]", "dst", required=True)
+        _string(route, f"prevResult.routes[{i}]", "gw")
+    dns = prev.get("dns")
+    if dns is not None and not isinstance(dns, dict):
+        raise CNIError(E_INVALID_CONFIG, f"prevResult.dns {_short(dns)}: must be an object")
+    return prev
+
+
+def _objects(prev: Mapping[str, Any], key: str) -> list[dict[str, Any]]:
+    value = prev.get(key, [])
+    if not isinstance(value, list):
+        raise CNIError(E_INVALID_CONFIG, f"prevResult.{key} {_short(value)}: must be a list")
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            raise CNIError(E_INVALID_CONFIG, f"prevResult.{key}[{i}] {_short(item)}: must be an object")
+    return value
+
+
+def _string(obj: Mapping[str, Any], where: str, key: str, required: bool = False) -> None:
+    value = obj.get(key)
+    if (value is None and required) or (value is not None and not isinstance(value, str)):
+        raise CNIError(
+            E_INVALID_CONFIG, f"{where}.{key} {_short(value)}: {'required, ' if required else ''}must be a string"
+        )
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def valid_attachments(config: Mapping[str, Any]) -> set[tuple[str, str]]:

@@ -185,6 +185,15 @@ def test_without_kubernetes_args_the_container_is_the_pod():
         (env(), config(mtu=40), 7, "mtu"),
         (env(), config(mtu=True), 7, "mtu"),
         (env(), config(prevResult=[1]), 7, "prevResult"),
+        # A malformed previous result is refused before the agent plumbs anything (issue 16, 1).
+        (env(), config(prevResult={"ips": [5]}), 7, "prevResult.ips[0]"),
+        (env(), config(prevResult={"ips": [{"address": 5}]}), 7, "prevResult.ips[0].address"),
+        (env(), config(prevResult={"ips": [{"address": "10.0.0.2/24", "interface": 1}]}), 7, "interface"),
+        (env(), config(prevResult={"interfaces": [{"mac": "x"}]}), 7, "prevResult.interfaces[0].name"),
+        (env(), config(prevResult={"interfaces": {}}), 7, "prevResult.interfaces"),
+        (env(), config(prevResult={"routes": [{"gw": "10.0.0.1"}]}), 7, "prevResult.routes[0].dst"),
+        (env(), config(prevResult={"dns": []}), 7, "prevResult.dns"),
+        (env(), b"[" * 100_000 + b"]" * 100_000, 6, "not valid JSON"),
         (env("GC"), config(**{"cni.dev/valid-attachments": "all"}), 7, "valid-attachments"),
         (env("GC"), config(**{"cni.dev/valid-attachments": [{"ifname": "eth0"}]}), 7, "valid-attachments[0]"),
         (env(), config(ipam={"type": "host-local"}), 2, "ipam"),
@@ -288,6 +297,9 @@ def test_shim_forwards_the_cni_environment_and_stdin_unchanged():
         ("ADD", config(), FakeExchange(reply=b""), 5),
         ("ADD", config(socket="relative.sock"), FakeExchange(), 7),
         ("ADD", config(timeoutSeconds=-1), FakeExchange(), 7),
+        # Not an object: a decode error, whether or not an agent listens (issue 16, 8).
+        ("ADD", [1, 2], FakeExchange(error=FileNotFoundError(2, "absent")), 6),
+        ("ADD", "text", FakeExchange(), 6),
     ],
 )
 def test_shim_answers_when_the_agent_cannot(command, stdin, fake, code):
