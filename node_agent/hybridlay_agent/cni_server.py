@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 PodInstances = list[tuple[IPInstance, Subnet, Network]]
 
 
-
 class PodAddressSource(Protocol):
     """What the CNI server needs from the agent's cluster view (``hybridlay_agent.view.ClusterView``)."""
 
@@ -59,6 +58,38 @@ class RouteAnnouncer(Protocol):
 
     async def wait_announced(self, ip: str, timeout: float) -> None:  # raises TimeoutError
         ...
+
+
+# A plugin sends its whole request at once: a connection still incomplete after this is idle or hostile.
+REQUEST_READ_SECONDS = 5.0
+
+
+class RequestTooLarge(Exception):
+    """A request over the shim's message limit: refused whole, nothing of it used."""
+
+
+async def read_request(reader: asyncio.StreamReader) -> tuple[dict[str, str], bytes]:
+    """One framed request (see :mod:`hybridlay_cni.shim`): the environment block, then the network
+    configuration to the end of the stream, however many reads that takes, up to the limit."""
+    size = int.from_bytes(await reader.readexactly(4), "big")
+    if size > shim.MAX_MESSAGE:
+        await _discard_rest(reader)
+        raise RequestTooLarge(f"CNI environment of {size} bytes: more than the {shim.MAX_MESSAGE} bytes allowed")
+    env = shim.decode_env(await reader.readexactly(size))
+    chunks, received = [], 0
+    while chunk := await reader.read(65536):
+        received += len(chunk)
+        if received > shim.MAX_MESSAGE:
+            await _discard_rest(reader)
+            raise RequestTooLarge(f"network configuration of more than {shim.MAX_MESSAGE} bytes: too large")
+        chunks.append(chunk)
+    return env, b"".join(chunks)
+
+
+async def _discard_rest(reader: asyncio.StreamReader) -> None:
+    """Read what the plugin still sends: it reads the answer only once it has sent everything."""
+    while await reader.read(65536):
+        pass
 
 
 class CNIServer:
@@ -133,14 +164,16 @@ class CNIServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            size = int.from_bytes(await reader.readexactly(4), "big")
-            if size > shim.MAX_MESSAGE:
-                raise ValueError(f"environment block of {size} bytes")
-            env = shim.decode_env(await reader.readexactly(size))
-            stdin = await reader.read(shim.MAX_MESSAGE)
-            code, output = await plugin.respond(env, stdin, self.dispatch)
+            try:
+                env, stdin = await asyncio.wait_for(read_request(reader), REQUEST_READ_SECONDS)
+            except RequestTooLarge as exc:
+                code, output = 1, shim.error_output(shim.LATEST_VERSION, spec.E_INVALID_CONFIG, str(exc)).decode()
+            else:
+                code, output = await plugin.respond(env, stdin, self.dispatch)
             writer.write(bytes([code]) + output.encode())
             await writer.drain()
+        except TimeoutError:
+            log.warning("CNI client sent no whole request within %g s; closing its connection", REQUEST_READ_SECONDS)
         except (ConnectionError, ValueError, asyncio.IncompleteReadError) as exc:
             log.warning("CNI client went away or sent a malformed request: %s", exc)
         finally:
