@@ -15,10 +15,18 @@ _MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 LABEL_VALUE_MAX = 63
 
 
+def _no_zone(value: str, field: str) -> None:
+    """Python takes an IPv6 zone (``fe80::1%eth0``) as part of an address; it names one host's link,
+    never a cluster-wide address, and the API server's schemas refuse it."""
+    if "%" in value:
+        raise InvalidValue(field, value, "has a zone index (%...): give the address without it")
+
+
 def parse_ip(value: object, field: str, version: int | None = None) -> IPAddress:
     """Parse a bare address; ``version`` (4 or 6) also checks the family."""
     if not isinstance(value, str):
         raise InvalidValue(field, value, "is not an IP address string")
+    _no_zone(value, field)
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
@@ -32,6 +40,7 @@ def parse_cidr(value: object, field: str, version: int | None = None) -> IPNetwo
     """Parse a canonical CIDR (host bits zero); ``version`` (4 or 6) also checks the family."""
     if not isinstance(value, str) or "/" not in value:
         raise InvalidValue(field, value, "is not a CIDR (address/prefix)")
+    _no_zone(value, field)
     try:
         network = ipaddress.ip_network(value, strict=False)
     except ValueError:

@@ -26,6 +26,7 @@ try:
     import jsonschema
 
     from hybridlay import devices, model, names, validation
+    from hybridlay.errors import InvalidValue
 
     IMPORT_ERROR = None
 except ImportError as exc:  # the controller's environment lacks the project's package
@@ -222,9 +223,45 @@ def check_plan(networks: Any, subnets: Any, inventory: Inventory, check_interfac
     if errors:
         # The core's rules assume well-formed entries; report shapes first.
         return errors
+    errors += _duplicate_names(networks, "hybridlay_networks") + _duplicate_names(subnets, "hybridlay_subnets")
     errors += _core_errors(networks, subnets, inventory)
     errors += _rack_errors(networks, inventory)
     errors += _interface_errors(networks, inventory, check_interfaces)
+    errors += _switch_errors(inventory)
+    return errors
+
+
+def _duplicate_names(entries: Sequence[Mapping[str, Any]], variable: str) -> list[PlanError]:
+    """Each name once: a second entry would silently replace the first in the cluster."""
+    first: dict[str, int] = {}
+    errors = []
+    for index, entry in enumerate(entries):
+        name = entry["name"]
+        if name in first:
+            errors.append(
+                PlanError(f"{variable}[{index}].name", f"{name}: already the name of {variable}[{first[name]}]")
+            )
+        first.setdefault(name, index)
+    return errors
+
+
+def _switch_errors(inventory: Inventory) -> list[PlanError]:
+    """A switch's VLAN interface pattern must format with ``{net_id}`` alone (the routes use it)."""
+    errors = []
+    for switch in inventory.hosts(SWITCHES_GROUP):
+        pattern = inventory.var(switch, "hybridlay_switch").get("vlan_interface")
+        if pattern is None:
+            continue
+        try:
+            pattern.format(net_id=1)
+        except (IndexError, KeyError, ValueError) as e:
+            reason = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            errors.append(
+                PlanError(
+                    f"host {switch}: hybridlay_switch.vlan_interface",
+                    f"{pattern!r}: must hold {{net_id}} and no other placeholder ({reason})",
+                )
+            )
     return errors
 
 
@@ -329,6 +366,23 @@ def _interface_errors(
                         path, f"{settings[key]}: no such interface on the node (it has {', '.join(sorted(present))})"
                     )
                 )
+        if "vlan_parent" in wanted and "vlan_parent" in settings:
+            errors += _vlan_name_errors(networks, inventory.node_racks(node), settings["vlan_parent"], node)
+    return errors
+
+
+def _vlan_name_errors(
+    networks: Sequence[Mapping[str, Any]], racks: Sequence[str], parent: str, node: str
+) -> list[PlanError]:
+    """The VLAN interfaces the node will get must have names the kernel takes (15 characters)."""
+    errors = []
+    for entry in networks:
+        if entry["type"] != "Underlay" or entry.get("mode", "VLAN") != "VLAN" or not set(racks) & set(entry["racks"]):
+            continue
+        try:
+            devices.vlan_interface_name(parent, entry.get("netID", 0))
+        except InvalidValue as e:
+            errors.append(PlanError(f"host {node}: hybridlay_node.vlan_parent", f"network {entry['name']}: {e}"))
     return errors
 
 

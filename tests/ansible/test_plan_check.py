@@ -171,8 +171,11 @@ def test_bgp_password_never_shown(example):
     assert plan.bgp_secrets(networks)[0]["stringData"] == {"peer-0": secret, "peer-1": "other"}
     args = plan.network_module_args(networks)[2]
     assert secret not in json.dumps(args)
-    assert args["bgp_peers"][0]["password_secret"] == {"name": "hybridlay-bgp-bgp", "key": "peer-0",
-                                                      "namespace": "kube-system"}
+    assert args["bgp_peers"][0]["password_secret"] == {
+        "name": "hybridlay-bgp-bgp",
+        "key": "peer-0",
+        "namespace": "kube-system",
+    }
     assert plan.network_resource(networks[2])["spec"]["config"]["bgpPeers"][0]["passwordSecretRef"] == {
         "name": "hybridlay-bgp-bgp",
         "key": "peer-0",
@@ -214,3 +217,44 @@ def test_node_label_patch_adds_wanted_and_removes_only_stale_seed_labels():
     assert plan.node_label_patch(networks, ["rack1"], {wanted: "true", "team": "db"}) == {}
     assert plan.node_label_patch(networks, ["rack2"], {wanted: "true"}) == {wanted: None}  # the rack left
     assert plan.node_label_patch([], [], None) == {}
+
+
+# --- issue 16: what passed the check and then failed (or did the wrong thing) later --------------------------------
+
+
+def test_duplicate_network_and_subnet_names_are_refused_naming_both(example):
+    networks, subnets, inventory = example
+    networks.append(copy.deepcopy(networks[0]))
+    subnets.append(copy.deepcopy(subnets[1]))  # even the same name with the same CIDR
+    errors = _errors(networks, subnets, inventory)
+    name, subnet_name = networks[0]["name"], subnets[1]["name"]
+    assert f"hybridlay_networks[2].name: {name}: already the name of hybridlay_networks[0]" in errors
+    assert (
+        f"hybridlay_subnets[{len(subnets) - 1}].name: {subnet_name}: already the name of hybridlay_subnets[1]" in errors
+    )
+
+
+def test_a_derived_vlan_interface_name_too_long_for_the_kernel_is_refused(example):
+    networks, subnets, inventory = example
+    inventory.hostvars["node1"]["hybridlay_node"]["vlan_parent"] = "abcdefghijklmn"  # + ".20": 17 characters
+    errors = _errors(networks, subnets, inventory)
+    assert len(errors) == 1, errors
+    assert errors[0].startswith("host node1: hybridlay_node.vlan_parent: network underlay-vlan20: VLAN interface name")
+    assert "abcdefghijklmn.20" in errors[0]
+
+
+def test_a_scoped_ipv6_gateway_is_refused(example):
+    networks, subnets, inventory = example
+    subnets.append({"name": "v6", "network": networks[1]["name"], "cidr": "fd00:20::/64", "gateway": "fd00:20::1%eth0"})
+    errors = _errors(networks, subnets, inventory)
+    assert any(
+        e.startswith(f"hybridlay_subnets[{len(subnets) - 1}].gateway: fd00:20::1%eth0 has a zone") for e in errors
+    ), errors
+
+
+@pytest.mark.parametrize("pattern", ["Vlan{net_id}{0}", "Vlan{net_id}{vid}", "Vlan{net_id"])
+def test_a_switch_vlan_interface_pattern_with_other_placeholders_is_refused(example, pattern):
+    networks, subnets, inventory = example
+    inventory.hostvars["tor-rack1"]["hybridlay_switch"]["vlan_interface"] = pattern
+    errors = _errors(networks, subnets, inventory)
+    assert len(errors) == 1 and errors[0].startswith("host tor-rack1: hybridlay_switch.vlan_interface: "), errors

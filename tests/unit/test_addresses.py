@@ -84,3 +84,15 @@ def test_label_value_hashes_long_pod_names():
     assert len(hashed) <= 63
     assert hashed != label_value("a" * 65)
     assert DNS_LABEL.match(hashed)
+
+
+@pytest.mark.parametrize("value", ["fd00:20::1%eth0", "fe80::1%2"])
+def test_an_address_with_a_zone_index_is_refused(value):
+    """Python's parser takes ``%zone``; it names one host's link, never a cluster-wide address (issue 16, 11)."""
+    with pytest.raises(InvalidValue, match=r"spec.range.gateway .* has a zone index"):
+        parse_ip(value, "spec.range.gateway")
+
+
+def test_a_cidr_with_a_zone_index_is_refused():
+    with pytest.raises(InvalidValue, match="has a zone index"):
+        parse_cidr("fd00:20::%eth0/64", "spec.range.cidr")
