@@ -21,10 +21,8 @@ import base64
 import contextlib
 import copy
 import datetime
-import hashlib
 import ipaddress
 import json
-import lzma
 import os
 import shutil
 import signal
@@ -49,19 +47,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+# The binaries' setting, unpacking and cache belong to the lab (issue 14); re-exported for the tests.
+from hybridlay_lab.kubebins import BINARIES_SETTING, Unavailable, binaries_folder, kube_binaries  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
-BINARIES_SETTING = "HYBRIDLAY_KUBE_BINARIES"
-DEFAULT_BINARIES = REPO.parent / "shared" / "kubernetes"
-SERVER_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
 SYSTEM_NAMESPACE = "hybridlay-system"
 OPERATOR_SA = "hybridlay-operator"
 AGENT_SA = "hybridlay-agent"
 READY_TIMEOUT = 90.0
-
-
-class Unavailable(Exception):
-    """A real control plane cannot run here; the message names what is missing and the setting."""
 
 
 def under_ci() -> bool:
@@ -72,92 +66,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _checksums(folder: Path) -> dict[str, str]:
-    sums = folder / "SHA256SUMS"
-    if not sums.exists():
-        return {}
-    found = {}
-    for line in sums.read_text().splitlines():
-        digest, _, name = line.strip().partition("  ")
-        if digest and name:
-            found[name.lstrip("*")] = digest
-    return found
-
-
-def binaries_folder() -> Path:
-    """The folder the setting names (or the default), which must exist."""
-    folder = Path(os.environ.get(BINARIES_SETTING) or DEFAULT_BINARIES)
-    if not folder.is_dir():
-        raise Unavailable(
-            f"no Kubernetes server binaries at {folder}: set {BINARIES_SETTING} to a folder holding "
-            f"{', '.join(SERVER_BINARIES)} (plain or .xz, with SHA256SUMS)"
-        )
-    return folder
-
-
-def kube_binaries(names: tuple[str, ...] = SERVER_BINARIES) -> Path:
-    """A folder holding the unpacked, checked binaries ``names``: the source folder itself when they
-    are plain files there, else a cache keyed by the checksums (unpacked once per machine)."""
-    source = binaries_folder()
-    sums = _checksums(source)
-    if all((source / n).is_file() and os.access(source / n, os.X_OK) for n in names):
-        target = source
-    else:
-        cache_root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hybridlay" / "kubernetes"
-        key = hashlib.sha256(json.dumps(sums, sort_keys=True).encode()).hexdigest()[:16]
-        target = cache_root / key
-        target.mkdir(parents=True, exist_ok=True)
-        for name in names:
-            _unpack(source, target, name, sums)
-    for name in names:
-        want = sums.get(name)
-        path = target / name
-        if want and path.is_file() and _checked(path) != want:
-            raise Unavailable(f"{path}: sha256 does not match {source / 'SHA256SUMS'} (set {BINARIES_SETTING})")
-    return target
-
-
-def _checked(path: Path) -> str:
-    """The sha256 of an unpacked binary, remembered next to it by size and mtime (hashing 100 MB of
-    binaries on every test session would cost seconds)."""
-    stat = path.stat()
-    stamp = path.with_name(f".{path.name}.sha256")
-    mark = f"{stat.st_size} {stat.st_mtime_ns}"
-    if stamp.exists():
-        recorded_mark, _, digest = stamp.read_text().partition("\n")
-        if recorded_mark == mark:
-            return digest
-    digest = _sha256(path)
-    with contextlib.suppress(OSError):
-        stamp.write_text(f"{mark}\n{digest}")
-    return digest
-
-
-def _unpack(source: Path, target: Path, name: str, sums: dict[str, str]) -> None:
-    path = target / name
-    if path.is_file() and os.access(path, os.X_OK):
-        return
-    packed = source / f"{name}.xz"
-    if not packed.is_file():
-        raise Unavailable(f"neither {source / name} nor {packed} exists (set {BINARIES_SETTING})")
-    want = sums.get(packed.name)
-    if want and _sha256(packed) != want:
-        raise Unavailable(f"{packed}: sha256 does not match {source / 'SHA256SUMS'}")
-    partial = path.with_name(f".{name}.{uuid.uuid4().hex[:6]}")
-    with lzma.open(packed) as src, partial.open("wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
-    partial.chmod(0o755)
-    partial.replace(path)
 
 
 def write_tls_files(directory: Path, hostname: str = "127.0.0.1") -> tuple[Path, Path, Path]:
