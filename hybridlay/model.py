@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hybridlay import names
+from hybridlay.addresses import label_value
 from hybridlay.errors import InvalidValue
 
 
@@ -532,6 +533,26 @@ def ipinstance_from_resource(obj: Mapping[str, Any]) -> IPInstance:
         ),
         terminating=_get(obj, "metadata.deletionTimestamp") is not None,
     )
+
+
+def ipinstance_labels(instance: IPInstance) -> dict[str, str]:
+    """The labels an IPInstance carries, so clients select by network, subnet, node or pod."""
+    b = instance.binding
+    return {
+        names.LABEL_NETWORK: instance.network,
+        names.LABEL_SUBNET: instance.subnet,
+        names.LABEL_NODE: b.node_name or "",
+        names.LABEL_POD: label_value(b.pod_name or ""),
+        names.LABEL_POD_NAMESPACE: b.pod_namespace or "",
+        names.LABEL_POD_UID: b.pod_uid or "",
+    }
+
+
+def namespace_owner(namespace: str, uid: str) -> dict[str, str]:
+    """The ownerReference of an IPInstance: its pod's Namespace. A cluster-scoped object cannot be
+    owned by a namespaced one (the garbage collector warns and never follows such a reference); the
+    Namespace can, and deleting it frees its addresses even while no operator runs."""
+    return {"apiVersion": "v1", "kind": "Namespace", "name": namespace, "uid": uid}
 
 
 def ipinstance_status_to_dict(status: IPInstanceStatus) -> dict[str, Any]:

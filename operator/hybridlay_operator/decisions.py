@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from hybridlay import model, names
-from hybridlay.addresses import label_value
 from hybridlay.ipam import Allocation
 from hybridlay.model import Binding, InstanceAddress, IPInstance, ReferredObject
 from hybridlay_operator.config import WorkloadKind, api_group
@@ -238,20 +237,10 @@ def build_ipinstance(
             referred_object=dataclasses.replace(referred, api_version=owner_api_version(pod, referred)),
             stateful_index=stateful_index,
         ),
-        labels={
-            names.LABEL_NETWORK: claim.network,
-            names.LABEL_SUBNET: claim.subnet,
-            names.LABEL_NODE: node,
-            names.LABEL_POD: label_value(pod_name),
-            names.LABEL_POD_NAMESPACE: pod_namespace,
-            names.LABEL_POD_UID: meta.get("uid", ""),
-        },
     )
-    resource = model.ipinstance_to_resource(instance)
+    resource = model.ipinstance_to_resource(dataclasses.replace(instance, labels=model.ipinstance_labels(instance)))
     if namespace_uid:
-        resource["metadata"]["ownerReferences"] = [
-            {"apiVersion": "v1", "kind": "Namespace", "name": pod_namespace, "uid": namespace_uid}
-        ]
+        resource["metadata"]["ownerReferences"] = [model.namespace_owner(pod_namespace, namespace_uid)]
     return resource
 
 
