@@ -38,17 +38,23 @@ def api_client(kubeconfig: str | None) -> kubernetes.client.ApiClient:
 
 def list_cluster_objects(client: kubernetes.client.ApiClient, plural: str) -> list[dict[str, Any]]:
     """Every object of one of our cluster-scoped kinds."""
+    return list_objects(client, names.GROUP, names.VERSION, plural, "the hybridlay CRDs")
+
+
+def list_objects(
+    client: kubernetes.client.ApiClient, group: str, version: str, plural: str, crds: str
+) -> list[dict[str, Any]]:
+    """Every object of a custom resource, of all namespaces; ``crds`` names what serves it, for the
+    error when the API does not."""
     api = kubernetes.client.CustomObjectsApi(client)
     try:
-        listing = api.list_cluster_custom_object(names.GROUP, names.VERSION, plural, _request_timeout=REQUEST_TIMEOUT)
+        listing = api.list_cluster_custom_object(group, version, plural, _request_timeout=REQUEST_TIMEOUT)
     except kubernetes.client.ApiException as e:
         if e.status == 404:
-            raise KubeError(
-                f"the API serves no {plural}.{names.GROUP}/{names.VERSION}: are the hybridlay CRDs installed?"
-            ) from None
-        raise KubeError(f"listing {plural}.{names.GROUP} failed: {e.status} {e.reason}") from None
+            raise KubeError(f"the API serves no {plural}.{group}/{version}: are {crds} installed?") from None
+        raise KubeError(f"listing {plural}.{group} failed: {e.status} {e.reason}") from None
     except kubernetes.client.exceptions.OpenApiException as e:
-        raise KubeError(f"listing {plural}.{names.GROUP} failed: {e}") from None
+        raise KubeError(f"listing {plural}.{group} failed: {e}") from None
     except (urllib3.exceptions.HTTPError, OSError) as e:
         raise KubeError(f"cannot reach the Kubernetes API at {client.configuration.host}: {_reason(e)}") from None
     return cast(list[dict[str, Any]], cast(dict[str, Any], listing).get("items", []))

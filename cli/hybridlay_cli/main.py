@@ -2,6 +2,7 @@
 
     hybridlay status [-o json]
     hybridlay ipinstances [--network N] [--subnet S] [--node X] [-o wide|json]
+    hybridlay migrate [--apply] [--secret-namespace NS]
 
 Errors (API unreachable, CRDs missing, an object the model refuses) print one line on stderr and
 exit 1.
@@ -17,13 +18,14 @@ from typing import Any, TypeVar
 
 import kubernetes
 
-from hybridlay import names
+from hybridlay import migration, names
 from hybridlay.errors import InvalidValue
 from hybridlay.model import ipinstance_from_resource, network_from_resource, subnet_from_resource
-from hybridlay_cli import views
+from hybridlay_cli import migrate, views
 from hybridlay_cli.kube import KubeError, api_client, list_cluster_objects
 
 T = TypeVar("T")
+SYSTEM_NAMESPACE = "hybridlay-system"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,6 +39,15 @@ def parser() -> argparse.ArgumentParser:
     instances.add_argument("--subnet", help="only addresses of this subnet")
     instances.add_argument("--node", help="only addresses bound to this node")
     instances.add_argument("-o", "--output", choices=("table", "wide", "json"), default="table")
+    migrate = commands.add_parser(
+        "migrate", help="plan (and with --apply create) hybridlay objects for a cluster's Hybridnet objects"
+    )
+    migrate.add_argument("--apply", action="store_true", help="create what the plan lists (default: only print it)")
+    migrate.add_argument(
+        "--secret-namespace",
+        default=SYSTEM_NAMESPACE,
+        help=f"where BGP peer passwords go, in Secrets (default {SYSTEM_NAMESPACE}: the node agents read them there)",
+    )
     return top
 
 
@@ -92,17 +103,38 @@ def ipinstances(client: kubernetes.client.ApiClient, args: argparse.Namespace) -
     return views.render_table(columns, records)
 
 
+def migrate_command(client: kubernetes.client.ApiClient, args: argparse.Namespace) -> tuple[int, str]:
+    plan = migration.plan_migration(migrate.read_cluster(client, args.secret_namespace))
+    lines = plan.lines() or ["nothing to migrate: no Hybridnet objects"]
+    if plan.refused:
+        lines.append(
+            f"{len(plan.refused)} object(s) refused: nothing {'created' if args.apply else 'would be created'}"
+        )
+        return 1, "\n".join(lines)
+    if args.apply:
+        lines += migrate.apply(client, plan)
+    elif plan.create:
+        lines.append(f"dry run: {len(plan.create)} object(s) to create; --apply creates them")
+    return 0, "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    code = 0
     try:
         client = api_client(args.kubeconfig)
         with client:
-            text = status(client, args.output) if args.command == "status" else ipinstances(client, args)
+            if args.command == "status":
+                text = status(client, args.output)
+            elif args.command == "ipinstances":
+                text = ipinstances(client, args)
+            else:
+                code, text = migrate_command(client, args)
     except KubeError as e:
         print(f"hybridlay: error: {e}", file=sys.stderr)
         return 1
     print(text)
-    return 0
+    return code
 
 
 if __name__ == "__main__":
