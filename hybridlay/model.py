@@ -41,6 +41,20 @@ class IPFamily(enum.StrEnum):
     def versions(self) -> tuple[int, ...]:
         return {IPFamily.IPV4: (4,), IPFamily.IPV6: (6,), IPFamily.DUAL_STACK: (4, 6)}[self]
 
+    @classmethod
+    def from_text(cls, text: str) -> IPFamily | None:
+        """Case-insensitive; Hybridnet's own spellings ``IPv4Only`` and ``IPv6Only`` too."""
+        folded = text.lower()
+        found = next((f for f in cls if f.value.lower() == folded), None)
+        return found or _HYBRIDNET_FAMILIES.get(folded)
+
+    @classmethod
+    def spellings(cls) -> tuple[str, ...]:
+        return (*(f.value for f in cls), "IPv4Only", "IPv6Only")
+
+
+_HYBRIDNET_FAMILIES = {"ipv4only": IPFamily.IPV4, "ipv6only": IPFamily.IPV6}
+
 
 DEFAULT_MODE = {
     NetworkType.UNDERLAY: NetworkMode.VLAN,

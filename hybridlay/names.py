@@ -22,6 +22,15 @@ def key(name: str) -> str:
     return f"{GROUP}/{name}"
 
 
+# Hybridnet's group: its pod and namespace annotations and labels are read as aliases of ours.
+HYBRIDNET_GROUP = "networking.alibaba.com"
+
+
+def hybridnet_alias(our_key: str) -> str:
+    """``networking.alibaba.com/<name>`` for our ``networking.hybridlay.io/<name>``."""
+    return f"{HYBRIDNET_GROUP}/{our_key.removeprefix(GROUP + '/')}"
+
+
 # Pod and namespace annotations (or labels; the annotation wins), reference §2.
 ANNOTATION_SPECIFIED_NETWORK = key("specified-network")
 ANNOTATION_SPECIFIED_SUBNET = key("specified-subnet")

@@ -70,6 +70,8 @@ class PodNetworkRequest:
     mac: str | None  # this ordinal's mac-pool entry
     # Annotation key → field path the value was read from, so messages point at the right object.
     sources: Mapping[str, str] = field(default_factory=dict)
+    # What the pod asks that is accepted but not done as written (admission warnings, events).
+    warnings: tuple[Violation, ...] = ()
 
     def source(self, key: str) -> str:
         return self.sources.get(key, _annotation_field("", key))
@@ -128,21 +130,32 @@ class _Setting:
 
 
 class _Source:
-    """One object's annotations and labels; the annotation wins, an empty value counts as unset."""
+    """One object's annotations and labels; the annotation wins, an empty value counts as unset.
 
-    def __init__(self, obj: Mapping[str, Any], prefix: str) -> None:
+    Hybridnet's keys (``networking.alibaba.com/<name>``) are read as aliases of ours, ours first;
+    one read records a warning naming our key in ``warnings``.
+    """
+
+    def __init__(self, obj: Mapping[str, Any], prefix: str, warnings: list[Violation]) -> None:
         metadata = obj.get("metadata") or {}
         self._prefix = prefix
         self._annotations: Mapping[str, Any] = metadata.get("annotations") or {}
         self._labels: Mapping[str, Any] = metadata.get("labels") or {}
+        self._warnings = warnings
 
     def get(self, key: str, labels: bool = True) -> _Setting | None:
-        value = self._annotations.get(key)
-        if value:
-            return _Setting(str(value), _annotation_field(self._prefix, key))
-        value = self._labels.get(key) if labels else None
-        if value:
-            return _Setting(str(value), f"{self._prefix}metadata.labels[{key}]")
+        places = [("annotations", self._annotations)] + ([("labels", self._labels)] if labels else [])
+        for where, values in places:
+            for name in (key, names.hybridnet_alias(key)):
+                value = values.get(name)
+                if not value:
+                    continue
+                field_path = f"{self._prefix}metadata.{where}[{name}]"
+                if name != key:
+                    warning = Violation(field_path, None, f"is Hybridnet's key: hybridlay reads it, but use {key}")
+                    if warning not in self._warnings:
+                        self._warnings.append(warning)
+                return _Setting(str(value), field_path)
         return None
 
     def sets_any(self, keys: Sequence[str]) -> bool:
@@ -151,6 +164,20 @@ class _Source:
 
 def _first(sources: Sequence[_Source], key: str) -> _Setting | None:
     return next((s for s in (source.get(key) for source in sources) if s is not None), None)
+
+
+# Go's strconv.ParseBool, as Hybridnet reads ip-retain; any case of true and false too.
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+BOOLEANS = (*_TRUE, *_FALSE)
+
+
+def parse_bool(text: str) -> bool | None:
+    if text in _TRUE or text.lower() == "true":
+        return True
+    if text in _FALSE or text.lower() == "false":
+        return False
+    return None
 
 
 def _enum_value(setting: _Setting, options: Sequence[str], out: list[Violation]) -> str | None:
@@ -168,8 +195,9 @@ def parse_pod_request(
     """Read the pod's request; ``(None, [])`` for a host-network pod, ``(None, violations)`` if bad."""
     if (pod.get("spec") or {}).get("hostNetwork") is True:
         return None, []
-    own = _Source(pod, "")
-    levels = [own] if namespace is None else [own, _Source(namespace, "namespace.")]
+    warnings: list[Violation] = []
+    own = _Source(pod, "", warnings)
+    levels = [own] if namespace is None else [own, _Source(namespace, "namespace.", warnings)]
     out: list[Violation] = []
     sources: dict[str, str] = {}
 
@@ -190,13 +218,24 @@ def parse_pod_request(
     family = settings.default_ip_family
     family_setting = pick(IP_FAMILY, levels)
     if family_setting is not None:
-        canonical = _enum_value(family_setting, [f.value for f in IPFamily], out)
-        family = IPFamily(canonical) if canonical else family
+        parsed = IPFamily.from_text(family_setting.value)
+        if parsed is None:
+            out.append(
+                Violation(
+                    family_setting.field, family_setting.value, f"must be one of {', '.join(IPFamily.spellings())}"
+                )
+            )
+        family = parsed or family
 
     retain = settings.default_ip_retain
     retain_setting = pick(IP_RETAIN, levels)
     if retain_setting is not None:
-        retain = _enum_value(retain_setting, ["true", "false"], out) == "true"
+        parsed_retain = parse_bool(retain_setting.value)
+        if parsed_retain is None:
+            out.append(
+                Violation(retain_setting.field, retain_setting.value, f"must be a boolean ({', '.join(BOOLEANS)})")
+            )
+        retain = retain if parsed_retain is None else parsed_retain
 
     subnet_setting = pick(SUBNET, selecting)
     subnets = _parse_subnets(subnet_setting, family, family_setting, out) if subnet_setting else {}
@@ -209,8 +248,10 @@ def parse_pod_request(
             continue
         sources[key] = setting.field
         if stateful is None:
+            # Hybridnet ignores it: a Deployment's template may carry it, and its pods must start.
             kinds = ", ".join(settings.stateful_kinds)
-            out.append(Violation(setting.field, setting.value, f"is only for pods of a stateful workload ({kinds})"))
+            reason = f"is ignored: only pods of a stateful workload ({kinds}) take their ordinal's entry"
+            warnings.append(Violation(setting.field, None, reason))
             continue
         pools[key] = _parse_pool(setting, parse_entry, out)
     if IP_POOL in pools and network is None and not subnets:
@@ -231,6 +272,7 @@ def parse_pod_request(
             ip_pool=chosen.get(IP_POOL, ()),
             mac=next(iter(chosen[MAC_POOL]), None) if MAC_POOL in chosen else None,
             sources=sources,
+            warnings=tuple(warnings),
         ),
         [],
     )

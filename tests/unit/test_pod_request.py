@@ -284,10 +284,16 @@ def test_invalid_pools(annotations: dict[str, str], field: str, shown: str) -> N
     assert_one(pool_violations(annotations), field, shown)
 
 
-def test_pools_are_for_stateful_pods_only() -> None:
-    violations = pool_violations({**U, IP_POOL: "192.168.56.101", MAC_POOL: "02:12:34:00:00:01"}, owner_kind=None)
-    assert [v.field for v in violations] == [annotation(IP_POOL), annotation(MAC_POOL)]
-    assert "192.168.56.101 is only for pods of a stateful workload (StatefulSet)" in str(violations[0])
+def test_pools_on_a_pod_of_no_stateful_workload_are_ignored_with_a_warning() -> None:
+    """Hybridnet ignores them, so a Deployment's template may carry them: its pods must start (issue 15)."""
+    annotations = {**U, IP_POOL: "192.168.56.101", MAC_POOL: "02:12:34:00:00:01"}
+    assert pool_violations(annotations, owner_kind=None) == []
+    request = parsed(pod(annotations, owner_kind=None))
+    assert request.ip_pool == () and request.mac is None
+    assert [w.field for w in request.warnings] == [annotation(IP_POOL), annotation(MAC_POOL)]
+    assert "is ignored: only pods of a stateful workload (StatefulSet) take their ordinal's entry" in str(
+        request.warnings[0]
+    )
 
 
 def test_stateful_pod_name_needs_an_ordinal() -> None:
@@ -304,7 +310,7 @@ def test_stateful_pod_name_needs_an_ordinal() -> None:
     [
         ({TYPE: "Vlan"}, annotation(TYPE), "Vlan must be one of Underlay, Overlay, GlobalBGP"),
         ({FAMILY: "IPv5"}, annotation(FAMILY), "IPv5 must be one of IPv4, IPv6, DualStack"),
-        ({RETAIN: "maybe"}, annotation(RETAIN), "maybe must be one of true, false"),
+        ({RETAIN: "maybe"}, annotation(RETAIN), "maybe must be a boolean (1, t, T, TRUE, true, True, 0, f, F"),
         ({NETWORK: "nope"}, annotation(NETWORK), "nope does not exist"),
         ({SUBNET: "nope"}, annotation(SUBNET), "nope does not exist"),
         ({SUBNET: "a//b"}, annotation(SUBNET), "a//b must be a subnet name, or v4subnet/v6subnet"),
@@ -372,3 +378,41 @@ ATTACH_O = names.LABEL_OVERLAY_ATTACHMENT
 )
 def test_node_selector(annotations: dict[str, str], retained: bool, selector: dict[str, str]) -> None:
     assert resolved(pod(annotations)).node_selector(NETWORKS, has_retained_ip=retained) == selector
+
+
+# --- Hybridnet's spellings (issue 15) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "family"), [("IPv4Only", IPFamily.IPV4), ("ipv6only", IPFamily.IPV6), ("dualstack", IPFamily.DUAL_STACK)]
+)
+def test_hybridnets_ip_family_values_are_accepted(value: str, family: IPFamily) -> None:
+    assert parsed(pod({FAMILY: value}, owner_kind=None)).family is family
+
+
+@pytest.mark.parametrize(
+    ("value", "retain"),
+    [(v, True) for v in ("1", "t", "T", "TRUE", "true", "True")]
+    + [(v, False) for v in ("0", "f", "F", "FALSE", "false", "False")],
+)
+def test_ip_retain_takes_what_gos_parsebool_takes(value: str, retain: bool) -> None:
+    assert parsed(pod({RETAIN: value})).retain is retain
+
+
+def test_hybridnets_keys_are_aliases_of_ours_with_a_warning_naming_ours() -> None:
+    alias = names.hybridnet_alias(NETWORK)
+    assert alias == "networking.alibaba.com/specified-network"
+    request = parsed(pod({alias: "underlay-a"}, owner_kind=None))
+    assert request.network == "underlay-a"
+    [warning] = request.warnings
+    assert str(warning) == f"metadata.annotations[{alias}] is Hybridnet's key: hybridlay reads it, but use {NETWORK}"
+    # on a namespace, and as a label
+    ns = namespace(labels={names.hybridnet_alias(FAMILY): "IPv6Only"})
+    request = parsed(pod(owner_kind=None), ns)
+    assert request.family is IPFamily.IPV6
+    assert request.warnings[0].field == f"namespace.metadata.labels[{names.hybridnet_alias(FAMILY)}]"
+
+
+def test_our_key_wins_over_hybridnets_on_the_same_object() -> None:
+    request = parsed(pod({NETWORK: "underlay-a", names.hybridnet_alias(NETWORK): "overlay"}, owner_kind=None))
+    assert request.network == "underlay-a" and request.warnings == ()
