@@ -26,7 +26,7 @@ from typing import Any
 from hybridlay import names
 from hybridlay.addresses import IPAddress, parse_ip, parse_mac
 from hybridlay.errors import InvalidValue
-from hybridlay.model import IPFamily, Network, NetworkType, Subnet
+from hybridlay.model import IPFamily, IPInstance, Network, NetworkType, Subnet
 from hybridlay.validation import Violation
 
 # Keys of the settings, as they appear in PodNetworkRequest.sources.
@@ -513,6 +513,35 @@ def _addresses(texts: Iterable[str]) -> set[IPAddress]:
     return result
 
 
+def _retained_elsewhere(
+    request: PodNetworkRequest, resolved: ResolvedPodNetwork, retained: Iterable[IPInstance]
+) -> list[Violation]:
+    """A kept address outside the network or subnet the pod now asks for: the pod would get it
+    back where it no longer belongs (Hybridnet refuses such a pod too)."""
+    violations = []
+    for instance in retained:
+        address = instance.address.ip.partition("/")[0]
+        if resolved.network is not None and instance.network != resolved.network:
+            violations.append(
+                Violation(
+                    request.source(NETWORK),
+                    resolved.network,
+                    f"differs from network {instance.network} of the address {address} this pod keeps"
+                    f" ({instance.name}); delete that IPInstance to move the pod",
+                )
+            )
+        elif (wanted := resolved.subnets.get(int(instance.address.version))) and wanted != instance.subnet:
+            violations.append(
+                Violation(
+                    request.source(SUBNET),
+                    wanted,
+                    f"differs from subnet {instance.subnet} of the address {address} this pod keeps"
+                    f" ({instance.name}); delete that IPInstance to move the pod",
+                )
+            )
+    return violations
+
+
 def validate_pod_create(  # noqa: PLR0917 - the signature the webhooks were written against
     pod: Mapping[str, Any],
     namespace: Mapping[str, Any] | None,
@@ -520,14 +549,18 @@ def validate_pod_create(  # noqa: PLR0917 - the signature the webhooks were writ
     subnets: Mapping[str, Subnet],
     settings: PodSettings,
     has_free: Callable[[str, IPFamily], bool] | None = None,
+    retained: Iterable[IPInstance] = (),
 ) -> list[Violation]:
-    """Every reason to refuse the pod; ``has_free(network, family)`` checks overlay capacity."""
+    """Every reason to refuse the pod; ``has_free(network, family)`` checks overlay capacity;
+    ``retained`` are the addresses its stateful ordinal keeps."""
     request, violations = parse_pod_request(pod, namespace, settings)
     if request is None:
         return violations
     resolved, violations = resolve_pod_network(request, networks, subnets, settings)
     if resolved is None:
         return violations
+    if request.stateful is not None and request.retain and (moved := _retained_elsewhere(request, resolved, retained)):
+        return moved
     if (
         has_free is not None
         and resolved.type is NetworkType.OVERLAY

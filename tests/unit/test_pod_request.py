@@ -7,7 +7,17 @@ from typing import Any
 import pytest
 
 from hybridlay import names
-from hybridlay.model import AddressRange, IPFamily, Network, NetworkType, Subnet
+from hybridlay.model import (
+    AddressRange,
+    Binding,
+    InstanceAddress,
+    IPFamily,
+    IPInstance,
+    Network,
+    NetworkType,
+    ReferredObject,
+    Subnet,
+)
 from hybridlay.pod_request import (
     IP_FAMILY,
     IP_POOL,
@@ -416,3 +426,42 @@ def test_hybridnets_keys_are_aliases_of_ours_with_a_warning_naming_ours() -> Non
 def test_our_key_wins_over_hybridnets_on_the_same_object() -> None:
     request = parsed(pod({NETWORK: "underlay-a", names.hybridnet_alias(NETWORK): "overlay"}, owner_kind=None))
     assert request.network == "underlay-a" and request.warnings == ()
+
+
+def kept(address: str, network: str, subnet: str) -> IPInstance:
+    version = "6" if ":" in address else "4"
+    return IPInstance(
+        name=address.replace(".", "-"),
+        network=network,
+        subnet=subnet,
+        address=InstanceAddress(version=version, ip=f"{address}/24"),
+        binding=Binding(
+            pod_name="web-1", pod_namespace="ns1", referred_object=ReferredObject("StatefulSet", "web", "uid-web")
+        ),
+    )
+
+
+def test_a_pod_asking_for_another_network_than_its_kept_address_is_refused() -> None:
+    """Issue 15: Hybridnet refuses it; the pod would otherwise get the old address back where it no longer belongs."""
+    retained = [kept("100.10.0.7", "overlay", "ov4")]
+    violations = validate_pod_create(pod(U), None, NETWORKS, SUBNETS, SETTINGS, retained=retained)
+    assert [str(v) for v in violations] == [
+        f"{annotation(NETWORK)} underlay-a differs from network overlay of the address 100.10.0.7 this pod keeps"
+        " (100-10-0-7); delete that IPInstance to move the pod"
+    ]
+    assert validate_pod_create(pod({SUBNET: "ov4"}), None, NETWORKS, SUBNETS, SETTINGS, retained=retained) == []
+
+
+def test_a_pod_asking_for_another_subnet_than_its_kept_address_is_refused() -> None:
+    retained = [kept("192.168.56.9", "underlay-a", "vlan100")]
+    other = {
+        **SUBNETS,
+        "vlan100-b": Subnet(
+            "vlan100-b", "underlay-a", AddressRange("4", "192.168.57.0/24", gateway="192.168.57.1"), net_id=100
+        ),
+    }
+    violations = validate_pod_create(pod({SUBNET: "vlan100-b"}), None, NETWORKS, other, SETTINGS, retained=retained)
+    assert len(violations) == 1 and "differs from subnet vlan100 of the address 192.168.56.9" in str(violations[0])
+    # Not kept (ip-retain false): the old address is given back, so asking elsewhere is fine.
+    no_retain = pod({SUBNET: "vlan100-b", RETAIN: "false"})
+    assert validate_pod_create(no_retain, None, NETWORKS, other, SETTINGS, retained=retained) == []
