@@ -101,6 +101,11 @@ def bound_to_pods(api: Api, namespace: str, pods: list[str]) -> dict[str, dict[s
     return {name: instances[name] for name in pods}
 
 
+def events(api: Api, namespace: str, reason: str, pod: str) -> list[Any]:
+    selector = f"reason={reason},involvedObject.kind=Pod,involvedObject.name={pod}"
+    return list(api.core.list_namespaced_event(namespace, field_selector=selector).items)
+
+
 def pod_gone(api: Api, namespace: str, name: str, uid: str | None = None) -> bool:
     try:
         pod = api.core.read_namespaced_pod(name, namespace)
@@ -385,12 +390,14 @@ def test_advanced_statefulset_ordinals_keep_their_addresses_until_it_is_deleted(
         addresses = {pod: ip_of(i) for pod, i in first.items()}
         assert [referred(i) for i in first.values()] == [("StatefulSet", "web", uid)] * 2
         assert [i["spec"]["binding"]["stateful"]["index"] for i in first.values()] == [0, 1]
+        assert names.FINALIZER_POD in (api.core.read_namespaced_pod("web-0", ns).metadata.finalizers or [])
 
         # web-0 deleted and made again (as its controller would), on the other node: the same address.
         old = api.core.read_namespaced_pod("web-0", ns)
         api.core.delete_namespaced_pod("web-0", ns)
         until(lambda: pod_gone(api, ns, "web-0"), "web-0 deleted")
         assert "podUID" not in held(api, ns)["web-0"]["spec"]["binding"]
+        until(lambda: events(api, ns, "IPReserveSucceed", "web-0"), "an event: web-0's address reserved")
         api.core.create_namespaced_pod(ns, owned_pod("web-0", underlay.network, owner))
         back = until(lambda: bound_to_pods(api, ns, ["web-0"]), "web-0 back with an address")
         assert api.core.read_namespaced_pod("web-0", ns).spec.node_name != old.spec.node_name
@@ -406,6 +413,7 @@ def test_advanced_statefulset_ordinals_keep_their_addresses_until_it_is_deleted(
         # Deleting the workload frees them.
         delete_workload(api, KRUISE_STS, ns, "web")
         until(lambda: not api.instances_of(ns), "the addresses freed with their Advanced StatefulSet")
+        until(lambda: events(api, ns, "IPReleaseSucceed", "web-1"), "an event: web-1's address released")
         assert life.errors == []
 
 
