@@ -3,6 +3,7 @@
     hybridlay status [-o json]
     hybridlay ipinstances [--network N] [--subnet S] [--node X] [-o wide|json]
     hybridlay migrate [--apply] [--secret-namespace NS]
+    hybridlay doctor [--namespace NS] [--grace SECONDS] [-o json]
 
 Errors (API unreachable, CRDs missing, an object the model refuses) print one line on stderr and
 exit 1.
@@ -21,7 +22,7 @@ import kubernetes
 from hybridlay import migration, names
 from hybridlay.errors import InvalidValue
 from hybridlay.model import ipinstance_from_resource, network_from_resource, subnet_from_resource
-from hybridlay_cli import migrate, views
+from hybridlay_cli import doctor, migrate, views
 from hybridlay_cli.kube import KubeError, api_client, list_cluster_objects
 
 T = TypeVar("T")
@@ -48,6 +49,16 @@ def parser() -> argparse.ArgumentParser:
         default=SYSTEM_NAMESPACE,
         help=f"where BGP peer passwords go, in Secrets (default {SYSTEM_NAMESPACE}: the node agents read them there)",
     )
+    check = commands.add_parser(
+        "doctor", help="check addresses, pods and counts against each other; exit 1 on any finding"
+    )
+    check.add_argument(
+        "--namespace", help="only the pods and addresses of this namespace (counts are then not checked)"
+    )
+    check.add_argument(
+        "--grace", type=float, default=30.0, help="seconds a new pod may take to get its addresses (default 30)"
+    )
+    check.add_argument("-o", "--output", choices=("text", "json"), default="text")
     return top
 
 
@@ -128,6 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 text = status(client, args.output)
             elif args.command == "ipinstances":
                 text = ipinstances(client, args)
+            elif args.command == "doctor":
+                found = doctor.findings(client, args.namespace, args.grace)
+                code, text = int(bool(found)), doctor.render(found, args.output)
             else:
                 code, text = migrate_command(client, args)
     except KubeError as e:
