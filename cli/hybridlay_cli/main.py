@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -104,6 +105,11 @@ def status(client: kubernetes.client.ApiClient, output: str) -> str:
 
 
 def ipinstances(client: kubernetes.client.ApiClient, args: argparse.Namespace) -> str:
+    # A misspelt name would otherwise show an empty table, as if the network held no address.
+    for option, plural in (("network", names.PLURAL_NETWORK), ("subnet", names.PLURAL_SUBNET)):
+        wanted = getattr(args, option)
+        if wanted is not None and wanted not in {o["metadata"]["name"] for o in list_cluster_objects(client, plural)}:
+            raise KubeError(f"--{option} {wanted}: no such {option}")
     raw = list_cluster_objects(client, names.PLURAL_IPINSTANCE)
     instances = _convert(names.KIND_IPINSTANCE, raw, ipinstance_from_resource)
     chosen = views.select_instances(instances, args.network, args.subnet, args.node)
@@ -147,7 +153,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KubeError as e:
         print(f"hybridlay: error: {e}", file=sys.stderr)
         return 1
-    print(text)
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # The reader stopped early (`| head`): not an error of ours. Python would report the pipe
+        # again when it flushes stdout at exit, so stdout goes to /dev/null first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return code
 
 

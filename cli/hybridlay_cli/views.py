@@ -84,7 +84,8 @@ def _range_text(subnet: Subnet) -> str:
         spec = parse_range(subnet)
     except InvalidValue:
         return f"{subnet.range.start or NONE}-{subnet.range.end or NONE}"
-    return f"{spec.text(spec.start)}-{spec.text(spec.end)}"
+    span = spec.assignable_span()
+    return f"{spec.text(span[0])}-{spec.text(span[1])}" if span else NONE
 
 
 def subnet_record(subnet: Subnet, computed: IPAM | None = None) -> Record:

@@ -41,6 +41,17 @@ class SubnetRange:
     def text(self, value: int) -> str:
         return format_address(self.version, value)
 
+    def assignable_span(self) -> tuple[int, int] | None:
+        """The first and last address the subnet may hand out: start..end without the gateway and
+        excluded addresses at either edge (what its total counts); None when it may hand out none."""
+        blocked = self.excluded | ({self.gateway} if self.gateway is not None else set())
+        low, high = self.start, self.end
+        while low <= high and low in blocked:
+            low += 1
+        while high >= low and high in blocked:
+            high -= 1
+        return (low, high) if low <= high else None
+
     def immutable_change(self, other: SubnetRange) -> str | None:
         """The first immutable field (reference §4) that differs from ``other``, or ``None``."""
         pairs = {

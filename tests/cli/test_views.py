@@ -87,3 +87,12 @@ def test_subnet_with_a_refused_range_keeps_its_row():
     record = views.subnet_record(bad, views.computed_usage([], [bad], []))
     assert record["range"] == "10.0.1.5--"
     assert record["note"] == "no status yet, and its range is refused: see the operator's events"
+
+
+def test_the_range_shown_is_what_the_total_counts():
+    """Issue 16: RANGE counted the gateway while TOTAL did not."""
+    ranged = AddressRange(version="4", cidr="192.168.56.0/24", gateway="192.168.56.1", exclude_ips=("192.168.56.254",))
+    subnet = Subnet(name="s", network="n", range=ranged)
+    record = views.subnet_record(subnet, views.computed_usage([], [subnet], []))
+    assert record["range"] == "192.168.56.2-192.168.56.253"
+    assert record["total"] == 252
