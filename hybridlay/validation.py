@@ -225,15 +225,15 @@ def _mode_rules(network: Network) -> list[Violation]:
 def _net_id_range(network: Network) -> list[Violation]:
     if network.net_id is None:
         return []
-    low, high, meaning = {
-        NetworkMode.VLAN: (0, VLAN_ID_MAX, "a VLAN id (0 = untagged)"),
-        NetworkMode.VXLAN: (0, VNI_MAX, "a VXLAN VNI"),
-        NetworkMode.BGP: (1, ASN_MAX, "an AS number"),
-        NetworkMode.GLOBAL_BGP: (1, ASN_MAX, "an AS number"),
+    low, high, meaning, note = {
+        NetworkMode.VLAN: (0, VLAN_ID_MAX, "a VLAN id", ", 0 for untagged"),
+        NetworkMode.VXLAN: (0, VNI_MAX, "a VXLAN VNI", ""),
+        NetworkMode.BGP: (1, ASN_MAX, "an AS number", ""),
+        NetworkMode.GLOBAL_BGP: (1, ASN_MAX, "an AS number", ""),
     }[network.effective_mode]
     if low <= network.net_id <= high:
         return []
-    return [Violation("spec.netID", network.net_id, f"is not {meaning} ({low}-{high})")]
+    return [Violation("spec.netID", network.net_id, f"is not {meaning} ({low}-{high}{note})")]
 
 
 def _bgp_peer_rules(network: Network) -> list[Violation]:
