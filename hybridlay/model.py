@@ -380,17 +380,21 @@ def _metadata(name: str, labels: Mapping[str, str] | None = None) -> dict[str, A
 
 
 def network_status_to_dict(status: NetworkStatus) -> dict[str, Any]:
-    return _drop_none(
-        {
-            "lastAllocatedSubnet": status.last_allocated_subnet,
-            "lastAllocatedIPv6Subnet": status.last_allocated_ipv6_subnet,
-            "subnetList": list(status.subnet_list),
-            "nodeList": list(status.node_list),
-            "statistics": _statistics_dict(status.statistics),
-            "ipv6Statistics": _statistics_dict(status.ipv6_statistics),
-            "dualStackStatistics": _statistics_dict(status.dual_stack_statistics),
-        }
-    )
+    # The lists are written even when empty: status goes out as a merge patch, where a left-out key
+    # would keep the last subnet or node listed forever.
+    return {
+        **_drop_none(
+            {
+                "lastAllocatedSubnet": status.last_allocated_subnet,
+                "lastAllocatedIPv6Subnet": status.last_allocated_ipv6_subnet,
+                "statistics": _statistics_dict(status.statistics),
+                "ipv6Statistics": _statistics_dict(status.ipv6_statistics),
+                "dualStackStatistics": _statistics_dict(status.dual_stack_statistics),
+            }
+        ),
+        "subnetList": list(status.subnet_list),
+        "nodeList": list(status.node_list),
+    }
 
 
 def network_to_resource(network: Network, with_status: bool = False) -> dict[str, Any]:
