@@ -1,41 +1,85 @@
-"""``hybridlay status`` and ``hybridlay ipinstances`` against the API stand-in.
+"""``hybridlay status`` and ``hybridlay ipinstances`` against the real API server.
 
-The Kubernetes API is KMock (tests/support/kapi.py): no kube-apiserver can run here. The objects
-are the documented examples (docs/examples/*.yaml), as the operator would have written them.
+The objects are the documented examples (docs/examples/*.yaml), as the operator would have written
+them, with the statuses each test sets: they go to a control plane of this module's own (our CRDs and
+RBAC, no operator and no webhooks), since the CLI shows every Network, Subnet and IPInstance of a
+cluster and the session's shared cluster has its own (and an operator writing their statuses). The
+last test reads what the session's operator wrote there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import os
 import re
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import kubernetes
 import pytest
 import yaml
+from apitopo import OVERLAY, Api, fresh_underlay
+from realcluster import MANIFESTS, RealCluster, Unavailable, under_ci
 
+from hybridlay import names
 from hybridlay_cli.main import main
 
 EXAMPLES = Path(__file__).parents[2] / "docs" / "examples"
 GROUP, VERSION = "networking.hybridlay.io", "v1"
+PLURALS = ("networks", "subnets", "ipinstances")
 # The default columns of web-0's IPv4 address (docs/examples/ipinstances.yaml).
 WEB0_V4_ROW = ["100.10.0.5/16", "shop/web-0", "node1", "overlay-v4", "overlay", "02:12:34:5a:0b:7c", "yes"]
 
 
-@pytest.fixture
-def api(kubeconfig):
-    client = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
-    return kubernetes.client.CustomObjectsApi(client)
+def until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:.0f} s: {what}", pytrace=False)
+        time.sleep(0.1)
+    return value
+
+
+@pytest.fixture(scope="module")
+def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
+    try:
+        cluster = RealCluster(tmp_path_factory.mktemp("cli-kube"))
+    except Unavailable as e:
+        if under_ci():
+            pytest.fail(str(e), pytrace=False)
+        pytest.skip(str(e))
+    with cluster:
+        yield cluster
 
 
 @pytest.fixture
-def examples(api):
+def kubeconfig(own_cluster: RealCluster, tmp_path: Path) -> Path:
+    """An admin's kubeconfig of the module's cluster."""
+    return own_cluster.write_kubeconfig(tmp_path / "kubeconfig")
+
+
+@pytest.fixture
+def api(own_cluster: RealCluster) -> Iterator[kubernetes.client.CustomObjectsApi]:
+    """The module's cluster, its Networks, Subnets and IPInstances removed after each test."""
+    custom = kubernetes.client.CustomObjectsApi(own_cluster.client())
+    yield custom
+    for plural in reversed(PLURALS):
+        for obj in custom.list_cluster_custom_object(GROUP, VERSION, plural)["items"]:
+            with contextlib.suppress(kubernetes.client.ApiException):
+                custom.delete_cluster_custom_object(GROUP, VERSION, plural, obj["metadata"]["name"])
+
+
+@pytest.fixture
+def examples(api: kubernetes.client.CustomObjectsApi) -> kubernetes.client.CustomObjectsApi:
     """Every example Network, Subnet and IPInstance created, without status."""
-    for plural in ("networks", "subnets", "ipinstances"):
+    for plural in PLURALS:
         for obj in yaml.safe_load_all((EXAMPLES / f"{plural}.yaml").read_text()):
             api.create_cluster_custom_object(GROUP, VERSION, plural, obj)
     return api
@@ -300,11 +344,37 @@ def test_unreachable_api_is_one_line_and_exit_1(tmp_path):
     assert "Connection refused" in done.stderr
 
 
-def test_missing_crds_is_one_line_and_exit_1(kube_api, kubeconfig, capsys):
-    """An API without our CRDs: the stand-in's resource table is cut down to the built-in kinds."""
-    for path in [p for p in kube_api.api.resources if p.group == GROUP]:
-        del kube_api.api.resources[path]
+def crd_documents() -> dict[str, dict[str, Any]]:
+    """Our CRDs as manifests/crds/ has them, by name."""
+    documents = [d for p in sorted((MANIFESTS / "crds").glob("*.yaml")) for d in yaml.safe_load_all(p.read_text()) if d]
+    return {d["metadata"]["name"]: d for d in documents}
 
+
+def networks_served(api: kubernetes.client.CustomObjectsApi) -> bool:
+    try:
+        api.list_cluster_custom_object(GROUP, VERSION, "networks")
+    except kubernetes.client.ApiException as e:
+        if e.status == 404:
+            return False
+        raise
+    return True
+
+
+@pytest.fixture
+def without_crds(own_cluster: RealCluster, api: kubernetes.client.CustomObjectsApi) -> Iterator[None]:
+    """Our CRDs deleted for the test, then installed again."""
+    ext = kubernetes.client.ApiextensionsV1Api(own_cluster.client())
+    crds = crd_documents()
+    for name in crds:
+        ext.delete_custom_resource_definition(name)
+    until(lambda: not networks_served(api), "the CRDs gone")
+    yield
+    for body in crds.values():
+        ext.create_custom_resource_definition(body)
+    until(lambda: networks_served(api), "the CRDs served again")
+
+
+def test_missing_crds_is_one_line_and_exit_1(without_crds, kubeconfig, capsys):
     code, out, err = run(kubeconfig, "status", capsys=capsys)
 
     assert (code, out) == (1, "")
@@ -313,18 +383,40 @@ def test_missing_crds_is_one_line_and_exit_1(kube_api, kubeconfig, capsys):
     )
 
 
-def test_an_object_the_model_refuses_is_named(api, kubeconfig, capsys):
-    api.create_cluster_custom_object(
-        GROUP,
-        VERSION,
-        "networks",
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Network",
-            "metadata": {"name": "bad"},
-            "spec": {"netID": "4"},
-        },
-    )
+def replace_versions(ext: kubernetes.client.ApiextensionsV1Api, name: str, versions: list[dict[str, Any]]) -> None:
+    current = json.loads(ext.read_custom_resource_definition(name, _preload_content=False).data)
+    current["spec"]["versions"] = versions
+    ext.replace_custom_resource_definition(name, current)
+
+
+@pytest.fixture
+def loose_network_crd(own_cluster: RealCluster, api: kubernetes.client.CustomObjectsApi) -> Iterator[None]:
+    """The Network CRD with a schema that checks nothing (as an edited or foreign one might), so that
+    the API server stores a Network our model refuses; ours again afterwards."""
+    ext = kubernetes.client.ApiextensionsV1Api(own_cluster.client())
+    name = f"networks.{GROUP}"
+    ours = crd_documents()[name]["spec"]["versions"]
+    loose = copy.deepcopy(ours)
+    for version in loose:
+        version["schema"] = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
+    replace_versions(ext, name, loose)
+    yield
+    replace_versions(ext, name, ours)
+
+
+def test_an_object_the_model_refuses_is_named(loose_network_crd, api, kubeconfig, capsys):
+    bad = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Network", "metadata": {"name": "bad"}, "spec": {"netID": "4"}}
+
+    def stored() -> bool:
+        try:
+            api.create_cluster_custom_object(GROUP, VERSION, "networks", bad)
+        except kubernetes.client.ApiException as e:
+            if e.status == 422:  # the API server still applies our schema
+                return False
+            raise
+        return True
+
+    until(stored, "a Network with a string netID stored")
     code, _, err = run(kubeconfig, "status", capsys=capsys)
     assert code == 1
     assert err == "hybridlay: error: Network bad: spec.netID 4: must be of type integer\n"
@@ -335,3 +427,43 @@ def test_missing_kubeconfig_is_one_line(tmp_path, capsys):
     assert code == 1
     assert err.startswith(f"hybridlay: error: cannot load the kubeconfig ({tmp_path / 'none'})")
     assert len(err.splitlines()) == 1
+
+
+def test_status_and_ipinstances_show_what_the_operator_wrote(
+    real_cluster, real_api: Api, real_namespace, tmp_path, capsys
+):
+    """On the session's cluster: a pod's address in a subnet of its own, as the running operator
+    claimed it and counted it in the Subnet's and Network's status."""
+    underlay = fresh_underlay(real_api)  # a /24 with gateway .1: 253 addresses to hand out
+    [node] = underlay.nodes
+    pod = {
+        "metadata": {"name": "p", "annotations": {names.ANNOTATION_SPECIFIED_NETWORK: underlay.network}},
+        "spec": {"nodeName": node, "containers": [{"name": "app", "image": "registry.example/app:1"}]},
+    }
+    real_api.core.create_namespaced_pod(real_namespace, pod)
+    [instance] = until(lambda: real_api.instances_of(real_namespace, "p").values(), "p's address")
+    ip = instance["spec"]["address"]["ip"]
+    until(lambda: (real_api.get("subnets", underlay.subnet).get("status") or {}).get("used") == 1, "the status")
+    for network in (underlay.network, OVERLAY):
+        until(lambda n=network: node in (real_api.get("networks", n).get("status") or {}).get("nodeList", []), "nodes")
+    kubeconfig = real_cluster.write_kubeconfig(tmp_path / "kubeconfig")
+
+    code, out, err = run(kubeconfig, "status", "-o", "json", capsys=capsys)
+    assert (code, err) == (0, "")
+    records = json.loads(out)
+    [subnet] = [s for s in records["subnets"] if s["name"] == underlay.subnet]
+    assert (subnet["total"], subnet["used"], subnet["available"], subnet["note"]) == (253, 1, 252, None)
+    assert subnet["lastAllocatedIP"] == ip.partition("/")[0]
+    [network] = [n for n in records["networks"] if n["name"] == underlay.network]
+    assert (network["nodes"], network["ipv4"], network["note"]) == (
+        [node],
+        {"total": 253, "used": 1, "available": 252},
+        None,
+    )
+    assert {"name": node, "networks": sorted([OVERLAY, underlay.network]), "addresses": 1} in records["nodes"]
+
+    code, out, err = run(kubeconfig, "ipinstances", "--subnet", underlay.subnet, "-o", "json", capsys=capsys)
+    assert (code, err) == (0, "")
+    [record] = json.loads(out)
+    assert (record["ip"], record["pod"], record["node"], record["retained"]) == (ip, f"{real_namespace}/p", node, False)
+    real_api.core.delete_namespaced_pod("p", real_namespace, grace_period_seconds=0)  # no kubelet to confirm
