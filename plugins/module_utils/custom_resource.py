@@ -88,7 +88,11 @@ class Cluster:
                 body,
                 dry_run=dry_run,
             )
-        body = dict(body, metadata=dict(body["metadata"], resourceVersion=existing["metadata"]["resourceVersion"]))
+        # A replace sets the whole object: the metadata others keep there (labels, annotations,
+        # finalizers, owners) goes back with it, else it would be dropped.
+        theirs = {k: v for k, v in existing["metadata"].items() if k not in SERVER_FIELDS}
+        metadata = dict(theirs, **body["metadata"], resourceVersion=existing["metadata"]["resourceVersion"])
+        body = dict(body, metadata=metadata)
         return self._call(
             f"replace {plural}/{name}",
             self.custom.replace_cluster_custom_object,

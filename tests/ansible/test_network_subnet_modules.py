@@ -117,11 +117,17 @@ def test_network_create_idempotent_update_and_immutable_fields(module: Module, r
     assert first["changed"] and first["result"]["spec"]["netID"] == vlan
     assert (stored(real_api, "networks", name) or {})["spec"]["netID"] == vlan
     assert not module("network", plan.network)["changed"]
+    # What others keep in the Network's metadata is theirs: an update of its spec leaves it.
+    theirs = {"metadata": {"labels": {"team": "net"}, "annotations": {"example.org/owner": "net-team"}}}
+    real_api.custom.patch_cluster_custom_object(GROUP, VERSION, "networks", name, theirs)
     rack = {"rack": f"rack-{name}"}
     changed_selector = module("network", plan.network | {"node_selector": rack}, "--diff")
     assert changed_selector["changed"]
     assert changed_selector["diff"]["after"]["spec"]["nodeSelector"] == rack
-    assert (stored(real_api, "networks", name) or {})["spec"]["nodeSelector"] == rack
+    updated = stored(real_api, "networks", name) or {}
+    assert updated["spec"]["nodeSelector"] == rack
+    assert updated["metadata"]["labels"] == {"team": "net"}
+    assert updated["metadata"]["annotations"] == {"example.org/owner": "net-team"}
     refused = module("network", plan.network | {"net_id": vlan + 100})
     assert refused["failed"]
     assert f"spec.netID {vlan + 100} must not change (was {vlan})" in refused["msg"]
