@@ -16,6 +16,8 @@ mkdir -p "$collections/ansible_collections/hybridlay"
 ln -sfn "$here" "$collections/ansible_collections/hybridlay/fabric"
 export ANSIBLE_COLLECTIONS_PATH="$collections"
 export ANSIBLE_RETRY_FILES_ENABLED=0
+# Multi-line results (the connectivity matrix, hybridlay status) shown as they are, not as JSON strings.
+export ANSIBLE_CALLBACK_RESULT_FORMAT="${ANSIBLE_CALLBACK_RESULT_FORMAT:-yaml}"
 
 playbook=playbooks/lab.yml
 case "${1:-}" in *.yml) playbook=$1; shift ;; esac

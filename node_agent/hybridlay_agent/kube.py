@@ -35,6 +35,28 @@ def api_client(settings: Settings) -> client.ApiClient:
     return client.ApiClient()
 
 
+def read_node_annotations(settings: Settings, timeout: float = 60.0) -> dict[str, str]:
+    """This node's Node annotations (``{}`` while it is not registered), read once at start; retried
+    while the API does not answer, up to ``timeout`` seconds."""
+    core = client.CoreV1Api(api_client(settings))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            node = core.read_node(settings.node_name)
+        except ApiException as e:
+            if e.status == 404:
+                return {}
+            error: Exception = e
+        except Exception as e:  # the API not up yet (connection refused, TLS, timeout)
+            error = e
+        else:
+            return dict((node.metadata.annotations if node.metadata else None) or {})
+        if time.monotonic() > deadline:
+            raise SystemExit(f"cannot read Node {settings.node_name}: {error}")
+        log.warning("reading Node %s failed (%s); again in %.0f s", settings.node_name, error, RETRY_SECONDS)
+        time.sleep(RETRY_SECONDS)
+
+
 class Kube:
     def __init__(self, settings: Settings, view: ClusterView, loop: asyncio.AbstractEventLoop) -> None:
         self.settings = settings

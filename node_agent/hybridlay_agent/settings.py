@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +14,14 @@ from hybridlay.errors import InvalidValue
 
 DEFAULT_CNI_SOCKET = Path("/run/hybridlay/cni.sock")
 DEFAULT_NAMESPACE = "hybridlay-system"
+# A Node's own interface names, over the agent's settings (a DaemonSet's env is the same on every
+# node; the install role writes these from the inventory's hybridlay_node).
+VLAN_PARENT_ANNOTATION = "networking.hybridlay.io/vlan-parent"
+NODE_ANNOTATIONS = {
+    "networking.hybridlay.io/vxlan-parent": "vxlan_parent",
+    VLAN_PARENT_ANNOTATION: "vlan_parent",
+    "networking.hybridlay.io/bgp-parent": "bgp_parent",
+}
 
 
 @dataclass(frozen=True)
@@ -96,3 +106,30 @@ def parse_args(argv: list[str] | None = None) -> Settings:
         bgp_announce_timeout=args.bgp_announce_timeout,
         secret_namespace=args.secret_namespace,
     )
+
+
+def with_node_annotations(settings: Settings, annotations: Mapping[str, str]) -> tuple[Settings, dict[str, str]]:
+    """``settings`` with the Node's :data:`NODE_ANNOTATIONS` over them; also what changed (field → value).
+
+    A VLAN parent left unset by both follows the VXLAN parent, as on the command line. A malformed
+    interface name is refused (ValueError naming the annotation)."""
+    changes: dict[str, str] = {}
+    for key, name in NODE_ANNOTATIONS.items():
+        value = (annotations.get(key) or "").strip()
+        if not value:
+            continue
+        try:
+            devices.vlan_interface_name(value, 0)
+        except InvalidValue as e:
+            raise ValueError(f"Node annotation {key}: {e.value}: {e.reason}") from None
+        if getattr(settings, name) != value:
+            changes[name] = value
+    vlan_annotated = bool((annotations.get(VLAN_PARENT_ANNOTATION) or "").strip())
+    if "vxlan_parent" in changes and not vlan_annotated and settings.vlan_parent == settings.vxlan_parent:
+        changes["vlan_parent"] = changes["vxlan_parent"]
+    return dataclasses.replace(
+        settings,
+        vxlan_parent=changes.get("vxlan_parent", settings.vxlan_parent),
+        vlan_parent=changes.get("vlan_parent", settings.vlan_parent),
+        bgp_parent=changes.get("bgp_parent", settings.bgp_parent),
+    ), changes
