@@ -24,7 +24,7 @@ from typing import Any
 
 import kubernetes
 import pytest
-from apitopo import OVERLAY, OVERLAY_SUBNET, OVERLAY_SUBNET6, UNDERLAY, UNDERLAY_SUBNET, Api
+from apitopo import OVERLAY, OVERLAY_SUBNET, OVERLAY_SUBNET6, UNDERLAY, UNDERLAY_SUBNET, Api, unique, until
 from kubernetes.client.exceptions import ApiException
 from podlife import PodLifecycle
 from realcluster import SYSTEM_NAMESPACE, OperatorProcess
@@ -47,22 +47,9 @@ NETWORK_UNAVAILABLE = {"key": "node.kubernetes.io/network-unavailable", "operato
 TEST_LABEL = "hybridlay-test/rack"
 
 
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
 def annotation(key: str) -> str:
     """The field a pod's annotation is named by in a denial."""
     return f"metadata.annotations[{key}]"
-
-
-def wait_for(probe: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := probe()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.05)
-    return found
 
 
 def denial(plural: str, call: Callable[[], Any]) -> str:
@@ -171,7 +158,7 @@ class Objects:
                 return f"spec.network {name} does not exist" not in e.body
             return True
 
-        wait_for(seen, f"the operator sees network {name}")
+        until(seen, f"the operator sees network {name}")
         return name
 
     def subnet(self, *args: Any, **kwargs: Any) -> str:
@@ -179,12 +166,12 @@ class Objects:
         body = subnet(*args, **kwargs)
         self.create(body)
         name = body["metadata"]["name"]
-        wait_for(lambda: self.api.get("subnets", name).get("status"), f"the operator sees subnet {name}")
+        until(lambda: self.api.get("subnets", name).get("status"), f"the operator sees subnet {name}")
         return name
 
     def node_seen(self, name: str, label: str = names.LABEL_OVERLAY_ATTACHMENT) -> None:
         """The operator has seen the node: it labelled it (every node is attached to the overlay)."""
-        wait_for(
+        until(
             lambda: label in (self.api.core.read_node(name).metadata.labels or {}), f"the operator labels node {name}"
         )
 
@@ -313,7 +300,7 @@ def test_there_is_one_global_bgp_network(objs: Objects) -> None:
     first = unique("global")
     objs.create(network(first, "GlobalBGP"))
     try:
-        wait_for(
+        until(
             lambda: "already exists" in denial_or_none(lambda: objs.dry(network(unique("global"), "GlobalBGP"))),
             "the operator sees the first GlobalBGP network",
         )
@@ -366,9 +353,9 @@ def test_a_network_with_subnets_is_not_deleted(objs: Objects) -> None:
     assert words == f"metadata.name {name} is still used by 1 subnet(s): {sub}"
     # Its status says what the operator, whose cache the webhook reads, counts.
     total = lambda: objs.api.get("networks", name).get("status", {}).get("statistics", {}).get("total")  # noqa: E731
-    wait_for(lambda: total() == 253, "the subnet counted")
+    until(lambda: total() == 253, "the subnet counted")
     objs.delete("subnets", sub)
-    wait_for(lambda: total() == 0, "the subnet uncounted")
+    until(lambda: total() == 0, "the subnet uncounted")
     objs.delete("networks", name)
     with pytest.raises(ApiException) as gone:
         objs.api.get("networks", name)
@@ -596,11 +583,11 @@ def test_a_subnet_in_use_is_not_deleted(objs: Objects, real_namespace: str) -> N
         "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]},
     }
     objs.api.core.create_namespaced_pod(real_namespace, pod)
-    [instance] = wait_for(lambda: list(objs.api.instances_of(real_namespace, "p")), "the pod's IPInstance")
+    [instance] = until(lambda: list(objs.api.instances_of(real_namespace, "p")), "the pod's IPInstance")
     words = denial("subnets", lambda: objs.delete("subnets", name, dry=True))
     assert words == f"metadata.name {name} is still used by 1 IPInstance(s): {instance}"
     objs.api.core.delete_namespaced_pod("p", real_namespace, grace_period_seconds=0)
-    wait_for(lambda: not objs.api.instances_of(real_namespace, "p"), "the address released")
+    until(lambda: not objs.api.instances_of(real_namespace, "p"), "the address released")
     objs.delete("subnets", name)
 
 
@@ -828,7 +815,7 @@ def annotated_namespace(real_api: Api) -> Iterator[Callable[[dict[str, str]], st
         name = unique("ns")
         real_api.core.create_namespace({"metadata": {"name": name, "annotations": annotations}})
         made.append(name)
-        wait_for(lambda: namespace_seen(real_api, name, annotations), f"the operator sees namespace {name}")
+        until(lambda: namespace_seen(real_api, name, annotations), f"the operator sees namespace {name}")
         return name
 
     yield make
@@ -946,7 +933,7 @@ def test_a_pod_made_by_a_controller_takes_its_namespaces_defaults(
         "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": template},
     }
     real_api.apps.create_namespaced_replica_set(namespace, body)
-    [pod] = wait_for(lambda: real_api.core.list_namespaced_pod(namespace, label_selector="app=rs").items, "its pod")
+    [pod] = until(lambda: real_api.core.list_namespaced_pod(namespace, label_selector="app=rs").items, "its pod")
     assert pod.metadata.annotations == {NET: OVERLAY, TYPE: "Overlay", FAM: "DualStack"}
 
 
@@ -965,11 +952,11 @@ def test_a_stateful_pod_coming_back_to_its_address_needs_no_free_one(objs: Objec
     api = objs.api
     with PodLifecycle(api.client, real_namespace, lambda _: node) as lifecycle:
         api.apps.create_namespaced_stateful_set(real_namespace, {"metadata": {"name": "web"}, "spec": spec})
-        first = wait_for(lambda: pod_of(api, real_namespace, "web-0"), "web-0")
+        first = until(lambda: pod_of(api, real_namespace, "web-0"), "web-0")
         assert first["spec"]["nodeSelector"] == {**rack, names.LABEL_IPV4_QUOTA: names.QUOTA_NONEMPTY}
-        wait_for(lambda: api.instances_of(real_namespace, "web-0"), "web-0's address")
+        until(lambda: api.instances_of(real_namespace, "web-0"), "web-0's address")
         api.core.delete_namespaced_pod("web-0", real_namespace)
-        again = wait_for(
+        again = until(
             lambda: (
                 (p := pod_of(api, real_namespace, "web-0")) and p["metadata"]["uid"] != first["metadata"]["uid"] and p
             ),
@@ -978,7 +965,7 @@ def test_a_stateful_pod_coming_back_to_its_address_needs_no_free_one(objs: Objec
         # Its address is kept for it: it needs a node of the network, not one with a free address.
         assert again["spec"]["nodeSelector"] == rack
         api.apps.delete_namespaced_stateful_set("web", real_namespace)
-        wait_for(lambda: not api.instances_of(real_namespace), "the address freed with its StatefulSet")
+        until(lambda: not api.instances_of(real_namespace), "the address freed with its StatefulSet")
         assert not lifecycle.errors
 
 

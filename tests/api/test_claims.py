@@ -13,14 +13,13 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from apitopo import OVERLAY, Api
+from apitopo import OVERLAY, Api, unique, until
 from kubernetes.client import V1DeleteOptions, V1Preconditions
 from kubernetes.client.exceptions import ApiException
 from podlife import PodLifecycle, running_status, terminated_status
@@ -31,19 +30,6 @@ from hybridlay.addresses import instance_name
 NET, TYPE, FAM = names.ANNOTATION_SPECIFIED_NETWORK, names.ANNOTATION_NETWORK_TYPE, names.ANNOTATION_IP_FAMILY
 TEST_LABEL = "hybridlay-test/rack"
 OVERLAY_NODE = "node3"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-def wait_for(probe: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := probe()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.05)
-    return found
 
 
 def refusal(call: Callable[[], Any]) -> tuple[int, dict[str, Any]]:
@@ -101,12 +87,12 @@ def own_underlay(api: Api, nodes: int = 1, prefix: int = 24, net_id: int = 300) 
             return "does not exist" not in e.body
         return True
 
-    wait_for(network_seen, f"the operator sees network {network}")
+    until(network_seen, f"the operator sees network {network}")
     cidr = free_cidr(api, prefix)
     subnet = f"{network}-subnet"
     api.subnet(subnet, network, str(cidr), gateway=str(cidr.network_address + 1))
     for node in node_names:
-        wait_for(lambda node=node: quota(api, node) == names.QUOTA_NONEMPTY, f"node {node} labelled")
+        until(lambda node=node: quota(api, node) == names.QUOTA_NONEMPTY, f"node {node} labelled")
     return Underlay(network, subnet, cidr, node_names, label)
 
 
@@ -161,7 +147,7 @@ def test_an_address_is_claimed_once(real_api: Api, real_namespace: str) -> None:
     """The operator's claim is an IPInstance named after the address: another one of that name is
     refused by the API server itself, whoever sends it (another operator, a restarted one)."""
     uid = create_pod(real_api, real_namespace, pod_body("p", OVERLAY_NODE))
-    [claim] = wait_for(lambda: held(real_api, real_namespace, "p"), "p's address")
+    [claim] = until(lambda: held(real_api, real_namespace, "p"), "p's address")
     second = copy.deepcopy(claim)
     del second["metadata"]["resourceVersion"], second["metadata"]["uid"], second["metadata"]["creationTimestamp"]
     second["metadata"].pop("managedFields", None)
@@ -256,7 +242,7 @@ def test_an_underlay_pod_gets_an_address_and_gives_it_back_when_it_goes(real_api
     net = own_underlay(real_api)
     [node] = net.nodes
     uid = create_pod(real_api, real_namespace, pod_body("p1", node, {TYPE: "Underlay"}))
-    [claim] = wait_for(lambda: held(real_api, real_namespace, "p1"), "p1's address")
+    [claim] = until(lambda: held(real_api, real_namespace, "p1"), "p1's address")
 
     spec, labels = claim["spec"], claim["metadata"]["labels"]
     ip = ipaddress.ip_interface(spec["address"]["ip"])
@@ -290,14 +276,14 @@ def test_an_underlay_pod_gets_an_address_and_gives_it_back_when_it_goes(real_api
     # A node's addresses can be listed by label.
     assert list(real_api.instances(f"{names.LABEL_NODE}={node}")) == [claim["metadata"]["name"]]
 
-    wait_for(
+    until(
         lambda: (
             status(real_api, "subnets", net.subnet)
             == {"total": 253, "used": 1, "available": 252, "lastAllocatedIP": str(ip.ip)}
         ),
         "the subnet's status counts the address",
     )
-    network_status = wait_for(
+    network_status = until(
         lambda: (s := status(real_api, "networks", net.network)).get("statistics", {}).get("used") == 1 and s,
         "the network's status counts the address",
     )
@@ -305,22 +291,22 @@ def test_an_underlay_pod_gets_an_address_and_gives_it_back_when_it_goes(real_api
     assert network_status["lastAllocatedSubnet"] == net.subnet
     assert network_status["nodeList"] == [node]
     assert network_status["subnetList"] == [net.subnet]
-    [event] = wait_for(lambda: events(real_api, real_namespace, "p1", "IPAllocationSucceed"), "an allocation event")
+    [event] = until(lambda: events(real_api, real_namespace, "p1", "IPAllocationSucceed"), "an allocation event")
     assert event.type == "Normal"
     assert event.message == f"allocated {ip} in {net.network}"
     assert event.involved_object.uid == uid
 
     delete_pod(real_api, real_namespace, "p1")
-    wait_for(lambda: not held(real_api, real_namespace, "p1"), "the address given back")
-    wait_for(lambda: status(real_api, "subnets", net.subnet)["used"] == 0, "the subnet's status: none used")
+    until(lambda: not held(real_api, real_namespace, "p1"), "the address given back")
+    until(lambda: status(real_api, "subnets", net.subnet)["used"] == 0, "the subnet's status: none used")
     assert status(real_api, "subnets", net.subnet)["available"] == 253
-    [event] = wait_for(lambda: events(real_api, real_namespace, "p1", "IPReleaseSucceed"), "a release event")
+    [event] = until(lambda: events(real_api, real_namespace, "p1", "IPReleaseSucceed"), "a release event")
     assert event.message == f"released {ip}"
 
 
 def test_an_ipv6_pod_and_a_dual_stack_pod_get_their_families(real_api: Api, real_namespace: str) -> None:
     create_pod(real_api, real_namespace, pod_body("v6", OVERLAY_NODE, {FAM: "IPv6"}))
-    [v6] = wait_for(lambda: held(real_api, real_namespace, "v6"), "v6's address")
+    [v6] = until(lambda: held(real_api, real_namespace, "v6"), "v6's address")
     assert v6["spec"]["network"] == OVERLAY
     assert v6["spec"]["address"]["version"] == "6"
     assert ipaddress.ip_interface(v6["spec"]["address"]["ip"]).network == ipaddress.ip_network("fd00:64::/112")
@@ -328,15 +314,15 @@ def test_an_ipv6_pod_and_a_dual_stack_pod_get_their_families(real_api: Api, real
     net = own_underlay(real_api)
     v6_cidr = ipaddress.IPv6Network(f"fd00:152:{uuid.uuid4().int % 0xFFFF:x}::/120")
     real_api.subnet(f"{net.network}-v6", net.network, str(v6_cidr), version="6", gateway=str(v6_cidr[1]))
-    wait_for(lambda: status(real_api, "subnets", f"{net.network}-v6"), "the IPv6 subnet seen")
+    until(lambda: status(real_api, "subnets", f"{net.network}-v6"), "the IPv6 subnet seen")
     create_pod(real_api, real_namespace, pod_body("ds", net.nodes[0], {TYPE: "Underlay", FAM: "DualStack"}))
-    both = wait_for(lambda: len(found := held(real_api, real_namespace, "ds")) == 2 and found, "ds's two addresses")
+    both = until(lambda: len(found := held(real_api, real_namespace, "ds")) == 2 and found, "ds's two addresses")
     assert [i["spec"]["address"]["version"] for i in both] == ["4", "6"]
     assert ipaddress.ip_interface(both[0]["spec"]["address"]["ip"]).network == net.cidr
     assert ipaddress.ip_interface(both[1]["spec"]["address"]["ip"]).network == v6_cidr
     # One interface, one MAC.
     assert both[0]["spec"]["address"]["mac"] == both[1]["spec"]["address"]["mac"]
-    network_status = wait_for(
+    network_status = until(
         lambda: (s := status(real_api, "networks", net.network)).get("ipv6Statistics", {}).get("used") == 1 and s,
         "the network's status counts both",
     )
@@ -352,14 +338,14 @@ def test_completed_and_evicted_pods_give_their_addresses_back_at_once(real_api: 
     [node] = net.nodes
     for name in ("job", "evicted"):
         create_pod(real_api, real_namespace, pod_body(name, node, {TYPE: "Underlay"}))
-    wait_for(lambda: held(real_api, real_namespace, "job") and held(real_api, real_namespace, "evicted"), "addresses")
+    until(lambda: held(real_api, real_namespace, "job") and held(real_api, real_namespace, "evicted"), "addresses")
     real_api.core.patch_namespaced_pod_status("job", real_namespace, {"status": {"phase": "Succeeded"}})
     real_api.core.patch_namespaced_pod_status(
         "evicted", real_namespace, {"status": {"phase": "Failed", "reason": "Evicted"}}
     )
-    wait_for(lambda: not real_api.instances_of(real_namespace), "both given back while the pods still exist")
+    until(lambda: not real_api.instances_of(real_namespace), "both given back while the pods still exist")
     assert {p.metadata.name for p in real_api.core.list_namespaced_pod(real_namespace).items} == {"job", "evicted"}
-    wait_for(lambda: status(real_api, "subnets", net.subnet)["used"] == 0, "the subnet's status: none used")
+    until(lambda: status(real_api, "subnets", net.subnet)["used"] == 0, "the subnet's status: none used")
 
 
 def test_host_network_and_unscheduled_pods_get_nothing_until_scheduled(real_api: Api, real_namespace: str) -> None:
@@ -369,14 +355,14 @@ def test_host_network_and_unscheduled_pods_get_nothing_until_scheduled(real_api:
     create_pod(real_api, real_namespace, pod_body("pending", None, underlay))
     # Seen after the two above: once it has its address, they have been looked at.
     create_pod(real_api, real_namespace, pod_body("marker", net.nodes[0], underlay))
-    wait_for(lambda: held(real_api, real_namespace, "marker"), "the marker's address")
+    until(lambda: held(real_api, real_namespace, "marker"), "the marker's address")
     assert set(real_api.instances_of(real_namespace)) == {
         i["metadata"]["name"] for i in held(real_api, real_namespace, "marker")
     }
 
     binding = {"metadata": {"name": "pending"}, "target": {"kind": "Node", "name": net.nodes[1]}}
     real_api.core.create_namespaced_pod_binding("pending", real_namespace, binding, _preload_content=False)
-    [claim] = wait_for(lambda: held(real_api, real_namespace, "pending"), "an address once scheduled")
+    [claim] = until(lambda: held(real_api, real_namespace, "pending"), "an address once scheduled")
     assert (claim["spec"]["binding"]["nodeName"], claim["spec"]["network"]) == (net.nodes[1], net.network)
     assert not held(real_api, real_namespace, "host")
 
@@ -392,7 +378,7 @@ def underlay_namespace(real_api: Api) -> Any:
         pod = real_api.core.create_namespaced_pod(name, pod_body("probe"), dry_run="All")
         return (pod.metadata.annotations or {}).get(TYPE) == "Underlay"
 
-    wait_for(seen, f"the operator knows namespace {name}")
+    until(seen, f"the operator knows namespace {name}")
     yield name
     real_api.core.delete_namespace(name, _preload_content=False)
 
@@ -410,7 +396,7 @@ def test_settings_come_from_the_pod_then_its_namespace(
         (underlay_namespace, "own", OVERLAY),
         (real_namespace, "default", OVERLAY),  # the operator's setting: Overlay
     ):
-        [claim] = wait_for(lambda namespace=namespace, pod=pod: held(real_api, namespace, pod), f"{pod}'s address")
+        [claim] = until(lambda namespace=namespace, pod=pod: held(real_api, namespace, pod), f"{pod}'s address")
         assert claim["spec"]["network"] == network, pod
 
 
@@ -426,10 +412,10 @@ def test_a_pod_whose_settings_turn_invalid_gets_a_warning_event_and_no_address(
         real_api.core.patch_namespaced_pod(name, real_namespace, {"metadata": {"annotations": wrong}})
         binding = {"metadata": {"name": name}, "target": {"kind": "Node", "name": node}}
         real_api.core.create_namespaced_pod_binding(name, real_namespace, binding, _preload_content=False)
-    [event] = wait_for(lambda: events(real_api, real_namespace, "bad", "IPAllocationFail"), "bad's warning")
+    [event] = until(lambda: events(real_api, real_namespace, "bad", "IPAllocationFail"), "bad's warning")
     assert event.type == "Warning"
     assert f"metadata.annotations[{FAM}] IPv5 must be one of IPv4, IPv6, DualStack" in event.message
-    [event] = wait_for(lambda: events(real_api, real_namespace, "nosuch", "IPAllocationFail"), "nosuch's warning")
+    [event] = until(lambda: events(real_api, real_namespace, "nosuch", "IPAllocationFail"), "nosuch's warning")
     assert f"metadata.annotations[{NET}] no-such-network does not exist" in event.message
     assert real_api.instances_of(real_namespace) == {}
     assert status(real_api, "subnets", net.subnet)["used"] == 0
@@ -438,7 +424,7 @@ def test_a_pod_whose_settings_turn_invalid_gets_a_warning_event_and_no_address(
 def test_network_status_and_node_labels_follow_the_node_selector(real_api: Api) -> None:
     net = own_underlay(real_api, nodes=1)
     [member] = net.nodes
-    wait_for(lambda: status(real_api, "networks", net.network).get("nodeList") == [member], "nodeList")
+    until(lambda: status(real_api, "networks", net.network).get("nodeList") == [member], "nodeList")
     labels = node_labels(real_api, member)
     assert {
         k: labels.get(k)
@@ -463,9 +449,9 @@ def test_network_status_and_node_labels_follow_the_node_selector(real_api: Api) 
     real_api.custom.patch_cluster_custom_object(
         names.GROUP, names.VERSION, "networks", net.network, {"spec": {"nodeSelector": {TEST_LABEL: moved[TEST_LABEL]}}}
     )
-    wait_for(lambda: status(real_api, "networks", net.network).get("nodeList") == [newcomer], "nodeList follows")
-    wait_for(lambda: node_labels(real_api, newcomer).get(names.LABEL_UNDERLAY_ATTACHMENT) == "true", "newcomer in")
-    wait_for(lambda: names.LABEL_UNDERLAY_ATTACHMENT not in node_labels(real_api, member), "member out")
+    until(lambda: status(real_api, "networks", net.network).get("nodeList") == [newcomer], "nodeList follows")
+    until(lambda: node_labels(real_api, newcomer).get(names.LABEL_UNDERLAY_ATTACHMENT) == "true", "newcomer in")
+    until(lambda: names.LABEL_UNDERLAY_ATTACHMENT not in node_labels(real_api, member), "member out")
     assert names.LABEL_IPV4_QUOTA not in node_labels(real_api, member)
 
 
@@ -473,21 +459,21 @@ def test_a_nodes_quota_label_says_whether_its_network_has_a_free_address(real_ap
     tiny = own_underlay(real_api, prefix=30)  # .1 the gateway, .2 the one address
     [node] = tiny.nodes
     create_pod(real_api, real_namespace, pod_body("only", node, {TYPE: "Underlay"}))
-    [claim] = wait_for(lambda: held(real_api, real_namespace, "only"), "the one address")
+    [claim] = until(lambda: held(real_api, real_namespace, "only"), "the one address")
     assert claim["spec"]["address"]["ip"] == f"{tiny.host(2)}/30"
-    wait_for(lambda: quota(real_api, node) == names.QUOTA_EMPTY, "quota empty when full")
+    until(lambda: quota(real_api, node) == names.QUOTA_EMPTY, "quota empty when full")
     delete_pod(real_api, real_namespace, "only")
-    wait_for(lambda: quota(real_api, node) == names.QUOTA_NONEMPTY, "quota back when the address is free")
+    until(lambda: quota(real_api, node) == names.QUOTA_NONEMPTY, "quota back when the address is free")
 
 
 def test_a_networks_status_forgets_its_last_subnet_and_node(real_api: Api) -> None:
     net = own_underlay(real_api)
-    wait_for(lambda: status(real_api, "networks", net.network).get("subnetList") == [net.subnet], "subnetList")
+    until(lambda: status(real_api, "networks", net.network).get("subnetList") == [net.subnet], "subnetList")
     real_api.custom.delete_cluster_custom_object(names.GROUP, names.VERSION, "subnets", net.subnet)
     real_api.core.patch_node(net.nodes[0], {"metadata": {"labels": {TEST_LABEL: None}}})
-    wait_for(lambda: status(real_api, "networks", net.network)["statistics"]["total"] == 0, "the subnet uncounted")
+    until(lambda: status(real_api, "networks", net.network)["statistics"]["total"] == 0, "the subnet uncounted")
     # The operator writes the networks' status, then the node labels: the label gone, the status is written.
-    wait_for(
+    until(
         lambda: names.LABEL_UNDERLAY_ATTACHMENT not in node_labels(real_api, net.nodes[0]), "the node left the network"
     )
     final = status(real_api, "networks", net.network)
@@ -522,7 +508,7 @@ def test_a_statefulset_pod_with_ip_retain_false_holds_its_address_as_a_normal_po
         real_api.apps.create_namespaced_stateful_set(
             real_namespace, statefulset("tmp", {NET: net.network, names.ANNOTATION_IP_RETAIN: "false"})
         )
-        [claim] = wait_for(lambda: held(real_api, real_namespace, "tmp-0"), "tmp-0's address")
+        [claim] = until(lambda: held(real_api, real_namespace, "tmp-0"), "tmp-0's address")
         pod = real_api.core.read_namespaced_pod("tmp-0", real_namespace)
         assert claim["spec"]["binding"]["referredObject"]["kind"] == "Pod"
         assert claim["spec"]["binding"]["referredObject"]["uid"] == pod.metadata.uid
@@ -530,7 +516,7 @@ def test_a_statefulset_pod_with_ip_retain_false_holds_its_address_as_a_normal_po
         assert names.FINALIZER_POD not in (pod.metadata.finalizers or [])
         real_api.core.delete_namespaced_pod("tmp-0", real_namespace)
         # Its successor gets an address of its own; the old one is not kept for the ordinal.
-        wait_for(
+        until(
             lambda: (
                 (c := held(real_api, real_namespace, "tmp-0")) and c[0]["spec"]["binding"]["podUID"] != pod.metadata.uid
             ),
@@ -550,7 +536,7 @@ def test_an_ip_pool_gives_each_ordinal_its_entry_and_a_changed_entry_frees_the_o
             real_namespace, statefulset("db", {NET: net.network, names.ANNOTATION_IP_POOL: pool}, replicas=2)
         )
         for ordinal, host in ((0, 50), (1, 51)):
-            [claim] = wait_for(lambda o=ordinal: held(real_api, real_namespace, f"db-{o}"), f"db-{ordinal}'s address")
+            [claim] = until(lambda o=ordinal: held(real_api, real_namespace, f"db-{o}"), f"db-{ordinal}'s address")
             assert claim["metadata"]["name"] == instance_name(net.host(host))
             assert claim["spec"]["binding"]["stateful"] == {"index": ordinal}
             assert claim["spec"]["binding"]["referredObject"]["kind"] == "StatefulSet"
@@ -562,7 +548,7 @@ def test_an_ip_pool_gives_each_ordinal_its_entry_and_a_changed_entry_frees_the_o
             real_namespace,
             {"spec": {"template": {"metadata": {"annotations": {names.ANNOTATION_IP_POOL: changed}}}}},
         )
-        wait_for(
+        until(
             lambda: (
                 [c["metadata"]["name"] for c in held(real_api, real_namespace, "db-1")] == [instance_name(net.host(61))]
             ),
@@ -571,7 +557,7 @@ def test_an_ip_pool_gives_each_ordinal_its_entry_and_a_changed_entry_frees_the_o
         )
         assert instance_name(net.host(51)) not in real_api.instances_of(real_namespace)
         real_api.apps.delete_namespaced_stateful_set("db", real_namespace)
-        wait_for(lambda: not real_api.instances_of(real_namespace), "addresses freed with the StatefulSet")
+        until(lambda: not real_api.instances_of(real_namespace), "addresses freed with the StatefulSet")
         assert not lifecycle.errors
 
 
@@ -585,16 +571,16 @@ def test_a_deleted_statefulset_pod_keeps_its_address_bound_until_its_containers_
     [node] = net.nodes
     core = real_api.core
     real_api.apps.create_namespaced_stateful_set(real_namespace, statefulset("web", {NET: net.network}))
-    wait_for(lambda: core.list_namespaced_pod(real_namespace, label_selector="app=web").items, "web-0")
+    until(lambda: core.list_namespaced_pod(real_namespace, label_selector="app=web").items, "web-0")
     binding = {"metadata": {"name": "web-0"}, "target": {"kind": "Node", "name": node}}
     core.create_namespaced_pod_binding("web-0", real_namespace, binding, _preload_content=False)
     pod = real_api.client.sanitize_for_serialization(core.read_namespaced_pod("web-0", real_namespace))
     uid = pod["metadata"]["uid"]
     core.patch_namespaced_pod_status("web-0", real_namespace, {"status": running_status(pod)})
-    [claim] = wait_for(lambda: held(real_api, real_namespace, "web-0"), "web-0's address")
+    [claim] = until(lambda: held(real_api, real_namespace, "web-0"), "web-0's address")
     name = claim["metadata"]["name"]
     assert claim["spec"]["binding"]["stateful"] == {"index": 0}
-    wait_for(
+    until(
         lambda: names.FINALIZER_POD in (core.read_namespaced_pod("web-0", real_namespace).metadata.finalizers or []),
         "the pod's finalizer",
     )
@@ -603,12 +589,12 @@ def test_a_deleted_statefulset_pod_keeps_its_address_bound_until_its_containers_
     core.patch_namespaced_pod_status("web-0", real_namespace, {"status": running_status(pod)})
     # A pod seen after those changes: once it has an address, they have been looked at too.
     create_pod(real_api, real_namespace, pod_body("marker", node, {TYPE: "Underlay"}))
-    wait_for(lambda: held(real_api, real_namespace, "marker"), "the marker's address")
+    until(lambda: held(real_api, real_namespace, "marker"), "the marker's address")
     assert real_api.get("ipinstances", name)["spec"]["binding"]["podUID"] == uid
     assert core.read_namespaced_pod("web-0", real_namespace).metadata.uid == uid
 
     core.patch_namespaced_pod_status("web-0", real_namespace, {"status": terminated_status(pod)})
-    wait_for(
+    until(
         lambda: (
             names.FINALIZER_POD not in (core.read_namespaced_pod("web-0", real_namespace).metadata.finalizers or [])
         ),
@@ -618,7 +604,7 @@ def test_a_deleted_statefulset_pod_keeps_its_address_bound_until_its_containers_
     assert "podUID" not in binding_now
     assert "nodeName" not in binding_now
     assert (binding_now["podName"], binding_now["stateful"]) == ("web-0", {"index": 0})
-    wait_for(lambda: events(real_api, real_namespace, "web-0", "IPReserveSucceed"), "a reserve event")
+    until(lambda: events(real_api, real_namespace, "web-0", "IPReserveSucceed"), "a reserve event")
     delete_pod(real_api, real_namespace, "web-0")  # the kubelet's last word
     real_api.apps.delete_namespaced_stateful_set("web", real_namespace)
-    wait_for(lambda: name not in real_api.instances(), "the address freed with its StatefulSet")
+    until(lambda: name not in real_api.instances(), "the address freed with its StatefulSet")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import ipaddress
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from apitopo import OVERLAY, UNDERLAY, UNDERLAY_SUBNET, Api
+from apitopo import OVERLAY, UNDERLAY, UNDERLAY_SUBNET, Api, until
 from kubernetes.client.exceptions import ApiException
 
 from hybridlay import model, names
@@ -151,15 +150,6 @@ def free_cidr(api: Api, prefix: str = "10.150") -> ipaddress.IPv4Network:
         if not any(t.version == 4 and t.overlaps(cidr) for t in taken):
             return cidr
     raise AssertionError(f"no free /24 under {prefix}")
-
-
-def wait_for(probe: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (found := probe()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no {what} within {timeout} s")
-        time.sleep(0.05)
-    return found
 
 
 # --- valid objects, one of each kind: every field the CRD has ------------------------------------
@@ -633,7 +623,7 @@ def status_holders(real_api: Api, real_namespace: str) -> Iterator[dict[str, str
     node_info = changed(NODEINFO, "metadata.name", unique("node"))
     real_api.custom.create_cluster_custom_object(names.GROUP, names.VERSION, "nodeinfos", node_info)
     try:
-        [instance] = wait_for(lambda: list(real_api.instances_of(real_namespace, "p")), "the pod's IPInstance")
+        [instance] = until(lambda: list(real_api.instances_of(real_namespace, "p")), "the pod's IPInstance")
         yield {
             "Network": OVERLAY,
             "Subnet": UNDERLAY_SUBNET,
@@ -670,7 +660,7 @@ def test_printer_columns_show_what_the_crd_declares(real_api: Api, status_holder
     name = status_holders[kind]
     path = f"/apis/{names.GROUP}/{names.VERSION}/{PLURAL[kind]}/{name}"
     if kind in ("Network", "Subnet"):
-        wait_for(lambda: real_api.get(PLURAL[kind], name).get("status"), f"status of {kind} {name}")
+        until(lambda: real_api.get(PLURAL[kind], name).get("status"), f"status of {kind} {name}")
     table = raw(real_api, "GET", path, accept=TABLE)
     obj = raw(real_api, "GET", path)
     [declared] = CRDS[kind]["spec"]["versions"]

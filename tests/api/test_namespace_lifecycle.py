@@ -7,14 +7,11 @@ confirms their deletion as their kubelet would.
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 import kubernetes
-import pytest
-from apitopo import Api, fresh_underlay
+from apitopo import Api, fresh_underlay, until
 from podlife import PodLifecycle
 
 from hybridlay import names
@@ -23,18 +20,6 @@ T = TypeVar("T")
 
 # The namespace controller checks again after the longest grace period of the pods it is waiting for.
 POD_SPEC = {"terminationGracePeriodSeconds": 1, "containers": [{"name": "app", "image": "registry.example/app:1"}]}
-
-
-def until(check: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout:.0f} s: {what}", pytrace=False)
-        time.sleep(0.1)
 
 
 def pod(name: str, annotations: dict[str, str]) -> dict[str, Any]:

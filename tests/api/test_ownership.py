@@ -9,25 +9,15 @@ the pod's Namespace: the backstop that frees a namespace's addresses even when t
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable
 from typing import Any
 
 import kubernetes
-from apitopo import API_VERSION, GROUP, VERSION, Api
+from apitopo import API_VERSION, GROUP, VERSION, Api, until
 from podlife import PodLifecycle
 from realcluster import OperatorProcess, RealCluster
 
 WARNING = "OwnerRefInvalidNamespace"
 CONTROL = "100-64-255-250"
-
-
-def poll(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.1)
-    return result
 
 
 def make_pod(api: Api, namespace: str, name: str, node: str = "node3") -> str:
@@ -44,7 +34,7 @@ def test_an_ipinstance_is_owned_by_its_pods_namespace_and_the_collector_has_noth
     real_api: Api, real_namespace: str
 ) -> None:
     make_pod(real_api, real_namespace, "p")
-    [instance] = poll(lambda: list(real_api.instances_of(real_namespace, "p").values()), what="an address")
+    [instance] = until(lambda: list(real_api.instances_of(real_namespace, "p").values()), "an address")
     namespace_uid = real_api.core.read_namespace(real_namespace).metadata.uid
     assert instance["metadata"]["ownerReferences"] == [
         {"apiVersion": "v1", "kind": "Namespace", "name": real_namespace, "uid": namespace_uid}
@@ -69,7 +59,7 @@ def test_an_ipinstance_is_owned_by_its_pods_namespace_and_the_collector_has_noth
     }
     real_api.custom.create_cluster_custom_object(GROUP, VERSION, "ipinstances", control)
     try:
-        warned = poll(lambda: invalid_owner_warnings(real_api), what="the collector's warning about the control")
+        warned = until(lambda: invalid_owner_warnings(real_api), "the collector's warning about the control")
         assert {e.involved_object.name for e in warned} == {CONTROL}
     finally:
         with contextlib.suppress(kubernetes.client.ApiException):  # the operator may have collected it
@@ -81,7 +71,7 @@ def test_deleting_a_namespace_frees_its_addresses_even_with_the_operator_down(
 ) -> None:
     for name in ("a", "b"):
         make_pod(real_api, real_namespace, name)
-    poll(lambda: len(real_api.instances_of(real_namespace)) == 2, what="both pods' addresses")
+    until(lambda: len(real_api.instances_of(real_namespace)) == 2, "both pods' addresses")
 
     real_operator.kill()
     with PodLifecycle(real_cluster.client(), real_namespace, place=lambda _: None):
@@ -94,5 +84,5 @@ def test_deleting_a_namespace_frees_its_addresses_even_with_the_operator_down(
                 return e.status == 404
             return False
 
-        poll(namespace_gone, timeout=60, what="the namespace deleted (its pods confirmed gone)")
-    poll(lambda: not real_api.instances_of(real_namespace), timeout=60, what="the collector frees the addresses")
+        until(namespace_gone, "the namespace deleted (its pods confirmed gone)", timeout=60)
+    until(lambda: not real_api.instances_of(real_namespace), "the collector frees the addresses", timeout=60)

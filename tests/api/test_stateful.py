@@ -12,14 +12,13 @@ installed; no controller of theirs runs: the test creates and deletes their pods
 from __future__ import annotations
 
 import ipaddress
-import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
 import kubernetes
 import pytest
-from apitopo import API_VERSION, GROUP, VERSION, Api, Underlay, fresh_underlay
+from apitopo import API_VERSION, GROUP, VERSION, Api, Underlay, fresh_underlay, until
 from podlife import PodLifecycle
 from realcluster import OPERATOR_SA, SYSTEM_NAMESPACE, OperatorProcess, RealCluster
 
@@ -38,18 +37,6 @@ CLONESET = ("apps.kruise.io", "v1alpha1", "clonesets", "CloneSet")
 OTHER_STS = ("apps.example.org", "v1", "statefulsets", "StatefulSet")
 # Configured, but its CRD is never installed: its workloads cannot be listed.
 UNINSTALLED = ("apps.uninstalled.example.org", "v1", "statefulsets", "StatefulSet")
-
-
-def until(check: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout:.0f} s: {what}", pytrace=False)
-        time.sleep(0.1)
 
 
 class Alternating:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import kubernetes
+import pytest
 
 GROUP, VERSION = "networking.hybridlay.io", "v1"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -23,6 +26,26 @@ OVERLAY, OVERLAY_SUBNET, OVERLAY_SUBNET6 = "overlay-network", "overlay-subnet", 
 UNDERLAY, UNDERLAY_SUBNET = "underlay-network", "underlay-subnet"
 UNDERLAY_LABEL = {"network": UNDERLAY}
 SHARED_NODES = {"node1": UNDERLAY_LABEL, "node2": UNDERLAY_LABEL, "node3": {}}
+
+T = TypeVar("T")
+
+
+def until(check: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
+    """Poll ``check`` until it returns something truthy (and return that); fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:.0f} s: {what}", pytrace=False)
+        time.sleep(0.05)
+
+
+def unique(prefix: str) -> str:
+    """A name no other test uses: the cluster is shared by the whole session."""
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
 
 # Fresh underlay networks: netIDs and /24s no shared network uses (the webhooks refuse overlaps).
 _fresh = itertools.count(1)
