@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hybridlay_operator.kube import Kube, core_path
+from hybridlay_operator.kube import ApiError, Kube, core_path
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ ADDRESS_CONFLICT = "IPAddressConflict"
 INVALID_SPEC = "InvalidSpec"
 COMPONENT = "hybridlay-operator"
 QUEUE_LIMIT = 10_000
-MAX_DELAY_SECONDS = 5.0
+MAX_DELAY_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -115,5 +115,9 @@ class EventPoster:
             namespace = event["metadata"]["namespace"]
             try:
                 await self._kube.create(core_path("events", namespace), event)
+            except ApiError as e:
+                # A namespace that is going (or gone) takes no events: nobody will read them there.
+                gone = e.status == 404 or "being terminated" in str(e)
+                (logger.debug if gone else logger.warning)("could not post event %s: %s", event["reason"], e)
             except Exception as e:  # an event is not worth dying for; the log keeps it
                 logger.warning("could not post event %s: %s", event["reason"], e)
