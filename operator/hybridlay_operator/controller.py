@@ -1,12 +1,19 @@
 """The operator's state and its reconciliation of pods, statuses and node labels.
 
-Watch events (delivered by kopf, see :mod:`hybridlay_operator.handlers`) only update the caches
-here and queue keys; a fixed set of workers reconciles each queued pod against the latest state
-(level-triggered: a burst of events for one pod is one reconciliation).
+Watch events (pods and IPInstances through :mod:`.informer`, the rest through kopf, see
+:mod:`.handlers`) only update the caches here and queue keys; a fixed set of workers reconciles
+each queued pod against the latest state (level-triggered: a burst of events for one pod is one
+reconciliation).
 
 Claims: an address is held once its IPInstance (cluster-scoped, named by the address) exists. The
 API server creates one object per name, so of two operators picking the same address one gets 409
 and takes the next. Nothing here depends on being the only instance.
+
+Start-up is in two steps. The IPInstances' Table (their printer columns: name, address, subnet,
+pod) rebuilds the address accounting in a fraction of the time the full objects take; the operator
+is then ready and serves pods that hold nothing yet. The full objects follow in the background
+(the informer's first list); pods that already hold addresses wait for them, as does orphan
+collection, because those decisions read the pod UID and the referred object.
 """
 
 from __future__ import annotations
@@ -14,20 +21,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from hybridlay import model, names
 from hybridlay.errors import AddressConflict, HybridlayError, InvalidValue, NoAddressAvailable
-from hybridlay.ipam import IPAM, Allocation
+from hybridlay.ipam import IPAM, Allocation, SubnetPool
 from hybridlay.model import IPFamily, IPInstance, Network, ReferredObject, Subnet
 from hybridlay.pod_request import PodNetworkRequest, parse_pod_request, resolve_pod_network
+from hybridlay_operator import cache
 from hybridlay_operator import decisions as d
 from hybridlay_operator import events as ev
-from hybridlay_operator.config import STATEFUL_WORKLOAD_KINDS, OperatorConfig, WorkloadKind
+from hybridlay_operator.config import STATEFUL_WORKLOAD_KINDS, OperatorConfig, WorkloadKind, api_group
+from hybridlay_operator.informer import Informer
+from hybridlay_operator.informer import stop as stop_task
 from hybridlay_operator.kube import ApiError, Kube, core_path, custom_path
 from hybridlay_operator.lease import LeaseKeeper
 from hybridlay_operator.probes import Metrics
@@ -36,14 +47,28 @@ logger = logging.getLogger(__name__)
 
 # A pod that cannot get an address yet (no free address, its network not there yet) is retried.
 RETRY_SECONDS = 5.0
-# Claims lost to another operator in one reconciliation before giving up until the retry.
+# A pod that changed under a write of ours (409 on its resourceVersion): again soon, with the newer pod.
+CONFLICT_RETRY_SECONDS = 0.1
+# Claims lost to another operator in one reconciliation before pausing; the pause is short, because
+# losing means the other operator is fast, not that addresses are short.
 MAX_LOST_CLAIMS = 32
+CONTENTION_RETRY_SECONDS = 0.2
+# How long after the last sign of another active operator each pod's search starts at its own point.
+CONTENTION_SECONDS = 30.0
 STATUS_FLUSH_SECONDS = 1.0
+RELIST_TIMEOUT_SECONDS = 300.0
+# UIDs of deleted IPInstances remembered between relists, so a late answer cannot bring one back.
+GONE_LIMIT = 10_000
 # Why a configured stateful workload kind may not be listable.
 CANNOT_LIST_HINTS = {
     403: "the operator's ClusterRole must grant get, list and watch of it: see manifests/10-operator-rbac.yaml",
     404: "its CRD is not installed, or the entry names a resource the API does not serve",
 }
+
+
+class PodChanged(Exception):
+    """A write conditioned on the pod's resourceVersion got 409: the pod changed meanwhile. Normal;
+    the pod's watch event brings the newer version and it is reconciled again."""
 
 
 class WorkQueue:
@@ -82,6 +107,11 @@ class WorkQueue:
         return not self._queued and not self._active
 
 
+# Outcomes of one create-as-claim.
+_CREATED, _OURS, _LOST = "created", "ours", "lost"
+_NO_META = ("", "")
+
+
 class Controller:
     def __init__(self, kube: Kube, config: OperatorConfig, metrics: Metrics | None = None) -> None:
         self.kube = kube
@@ -94,13 +124,24 @@ class Controller:
         self.subnets: dict[str, Subnet] = {}
         self.instances: dict[str, IPInstance] = {}
         self.held: dict[str, set[str]] = defaultdict(set)  # owner key → IPInstance names
-        self.owner_groups: dict[str, str] = {}  # IPInstance name → API group of its owner (ownerReference)
-        self.pods: dict[str, dict[str, Any]] = {}
+        self.pods: dict[str, dict[str, Any]] = {}  # key → the pod, slimmed (cache.slim_pod)
         self.namespaces: dict[str, dict[str, Any]] = {}
         self.nodes: dict[str, dict[str, str]] = {}  # name → labels
         self.ready = False
         self.active = not config.leader_election
-        self._creating: set[str] = set()  # IPInstance names we are creating right now
+        # The full IPInstances are loaded (not only the start-up Table's columns).
+        self.details = False
+        self._details_loaded = asyncio.Event()
+        self._deferred: set[str] = set()  # pods holding addresses, waiting for the full IPInstances
+        self._meta: dict[str, tuple[str, str]] = {}  # IPInstance name → (uid, resourceVersion) last seen
+        # Addresses picked in IPAM whose claim (the create) is not settled yet: name → network,
+        # address, owner, subnet. A rebuild of IPAM from a listing keeps them.
+        self._inflight: dict[str, tuple[str, str, str, str]] = {}
+        self._touched: set[str] | None = None  # IPInstances written by us while a list is read
+        self._gone: dict[str, None] = {}  # UIDs of IPInstances seen deleted since the last list
+        self._reported: set[str] = set()  # address conflicts already reported
+        self._invalid: set[str] = set()  # malformed IPInstances already warned about
+        self._contended_until = 0.0
         self._first_seen: dict[str, float] = {}  # pod key → when it first needed addresses
         self._waiting: set[str] = set()  # pods waiting for a network, subnet, node or free address
         self._failures: dict[str, str] = {}  # pod key → last failure reported (not repeated on retries)
@@ -109,7 +150,12 @@ class Controller:
         self._nodes_dirty = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._resync_now = asyncio.Event()
+        self._resynced = False  # the first resync (orphan collection once the IPInstances are in) is done
         self._lease = LeaseKeeper(kube, config.namespace, config.lease_name, config.identity, config.lease_seconds)
+        self.instance_informer = Informer(
+            kube, custom_path(names.PLURAL_IPINSTANCE), _InstanceListing(self), names.PLURAL_IPINSTANCE
+        )
+        self.pod_informer = Informer(kube, core_path("pods"), _PodListing(self), "pods")
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -123,7 +169,8 @@ class Controller:
     # --- start and stop ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Rebuild the state from the API, then start working: until then the operator is not ready."""
+        """Rebuild the address accounting from the API, then start working: until then the operator
+        is not ready."""
         networks, subnets = await asyncio.gather(
             self.kube.list(custom_path(names.PLURAL_NETWORK)), self.kube.list(custom_path(names.PLURAL_SUBNET))
         )
@@ -131,53 +178,140 @@ class Controller:
             self.observe_network("ADDED", obj)
         for obj in subnets:
             self.observe_subnet("ADDED", obj)
-        raw_instances = await self.kube.list(custom_path(names.PLURAL_IPINSTANCE))
-        self._load_instances(raw_instances)
+        count = await self._load_table()
         self.ready = True
-        logger.info(
-            "state rebuilt: %d networks, %d subnets, %d IPInstances", len(networks), len(subnets), len(raw_instances)
-        )
+        logger.info("state rebuilt: %d networks, %d subnets, %d IPInstances", len(networks), len(subnets), count)
         self.events.start()
         self._tasks = [asyncio.create_task(self._work(), name=f"reconcile-{i}") for i in range(self.config.workers)]
+        self._tasks.append(asyncio.create_task(self.instance_informer.run(), name="ipinstances"))
+        self._tasks.append(asyncio.create_task(self.pod_informer.run(), name="pods"))
         self._tasks.append(asyncio.create_task(self._flush_loop(), name="status"))
         self._tasks.append(asyncio.create_task(self._resync_loop(), name="resync"))
         if self.config.leader_election:
             self._tasks.append(asyncio.create_task(self._lease_loop(), name="lease"))
 
-    def _load_instances(self, raw: list[dict[str, Any]]) -> None:
-        for obj in raw:
-            instance = self._parse(model.ipinstance_from_resource, obj)
-            if instance is not None:
-                self._remember(instance, obj)
-        for conflict in self.ipam.rebuild(raw):
-            logger.warning("IPAM rebuild: %s", conflict)
-            for holder in conflict.holders:
-                self.events.warning(
-                    ev.Involved(names.KIND_IPINSTANCE, holder, api_version=names.API_VERSION),
-                    ev.ADDRESS_CONFLICT,
-                    str(conflict),
-                )
+    async def _load_table(self) -> int:
+        """Every IPInstance's address, subnet and pod, from the API server's Table of them."""
+        with cache.gc_paused():
+            answer = await self.kube.table(custom_path(names.PLURAL_IPINSTANCE))
+            return self._load_answer(answer)
+
+    def _load_answer(self, answer: dict[str, Any]) -> int:
+        """Install a Table answer, or the plain list a server without Tables sends instead."""
+        columns = cache.table_columns(answer) if answer.get("kind") == "Table" else None
+        if columns is None:
+            # A server without Tables (or without our printer columns) sent the objects themselves.
+            listing = _InstanceListing(self)
+            on_item = listing.listing()
+            for obj in answer.get("items") or []:
+                on_item(obj)
+            listing.listed()
+            return len(self.instances)
+        found: dict[str, IPInstance] = {}
+        for row in answer.get("rows") or []:
+            try:
+                instance = cache.instance_from_row(row.get("cells") or [], columns)
+            except InvalidValue as e:
+                logger.warning("ignoring an IPInstance row: %s", e)
+                continue
+            found[instance.name] = instance
+        # The full list that follows must not be older than this Table.
+        self.instance_informer.resource_version = str((answer.get("metadata") or {}).get("resourceVersion") or "0")
+        self._install(found, {})
+        return len(found)
 
     async def stop(self) -> None:
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await stop_task(task)
         if self.config.leader_election and self.active:
             with contextlib.suppress(Exception):
                 await self._lease.release()
         await self.events.stop()
 
-    # --- observing (watch events) -------------------------------------------------------------------
+    # --- the IPInstances -----------------------------------------------------------------------------
 
-    @staticmethod
-    def _parse(convert: Any, obj: Mapping[str, Any]) -> Any:
+    def _parse(self, convert: Callable[[Mapping[str, Any]], Any], obj: Mapping[str, Any]) -> Any:
         try:
             return convert(obj)
         except InvalidValue as e:
-            logger.warning("ignoring %s: %s", (obj.get("metadata") or {}).get("name"), e)
+            name = (obj.get("metadata") or {}).get("name")
+            if name not in self._invalid:
+                self._invalid.add(str(name))
+                logger.warning("ignoring %s: %s", name, e)
             return None
+
+    def _install(self, found: dict[str, IPInstance], metas: dict[str, tuple[str, str]]) -> None:
+        """Make a complete listing the state: the cache, who holds what, and IPAM rebuilt from it
+        (with the addresses being claimed right now kept). Whatever memory had drifted from the API
+        (a missed event, a claim given up half-way) is gone after this."""
+        changed = found.keys() ^ self.instances.keys()
+        owners = {self.instances[n].owner_key for n in changed if n in self.instances}
+        owners |= {found[n].owner_key for n in changed if n in found}
+        self.instances, self._meta = found, metas
+        held: dict[str, set[str]] = defaultdict(set)
+        for name, instance in found.items():
+            held[instance.owner_key].add(name)
+        self.held = held
+        conflicts = self.ipam.rebuild(found.values())
+        for network, address, owner, subnet in self._inflight.values():
+            with contextlib.suppress(AddressConflict, InvalidValue):
+                self.ipam.assign(network, address, owner, subnet)
+        for conflict in conflicts:
+            text = str(conflict)
+            if text in self._reported:
+                continue
+            self._reported.add(text)
+            logger.warning("IPAM rebuild: %s", conflict)
+            for holder in conflict.holders:
+                self.events.warning(
+                    ev.Involved(names.KIND_IPINSTANCE, holder, api_version=names.API_VERSION), ev.ADDRESS_CONFLICT, text
+                )
+        self._dirty_subnets.update(self.subnets)
+        self._dirty_networks.update(self.networks)
+        self._nodes_dirty = True
+        if self.active and self.details:  # at start, the pods' own listing queues them
+            for owner in owners:
+                self.queue.add(owner)
+
+    def _replace(self, found: dict[str, IPInstance], metas: dict[str, tuple[str, str]]) -> None:
+        """A complete list has been read: it becomes the state, except for the IPInstances we wrote
+        while it was read (the list may predate those writes; the watch that follows brings any
+        later change to them)."""
+        touched, self._touched = self._touched or set(), None
+        for name in touched:
+            instance = self.instances.get(name)
+            if instance is None:
+                found.pop(name, None)
+                metas.pop(name, None)
+            else:
+                found[name] = instance
+                metas[name] = self._meta.get(name, _NO_META)
+        self._gone.clear()
+        self._install(found, metas)
+        if not self.details:
+            self.details = True
+            self._details_loaded.set()
+            logger.info("IPInstances loaded in full: %d", len(found))
+            self._undefer()
+
+    def _undefer(self) -> None:
+        """Reconcile the pods that waited for the full IPInstances and the pod list, once both are in."""
+        if self.details and self.pod_informer.listed and self.active:
+            deferred, self._deferred = self._deferred, set()
+            for key in deferred:
+                self.queue.add(key)
+
+    def _touch(self, name: str) -> None:
+        if self._touched is not None:
+            self._touched.add(name)
+
+    def _gone_uid(self, uid: str) -> None:
+        if uid:
+            self._gone[uid] = None
+            if len(self._gone) > GONE_LIMIT:
+                del self._gone[next(iter(self._gone))]
+
+    # --- observing (watch events) -------------------------------------------------------------------
 
     def observe_network(self, kind: str, obj: Mapping[str, Any]) -> None:
         name = (obj.get("metadata") or {}).get("name", "")
@@ -222,48 +356,65 @@ class Controller:
         self._wake_waiting()
 
     def observe_instance(self, kind: str, obj: Mapping[str, Any]) -> None:
-        name = (obj.get("metadata") or {}).get("name", "")
-        instance = self._parse(model.ipinstance_from_resource, obj)
+        meta = obj.get("metadata") or {}
+        name = meta.get("name", "")
+        uid, version = str(meta.get("uid") or ""), str(meta.get("resourceVersion") or "")
+        known = self._meta.get(name)
+        deleted = kind == "DELETED" or bool(meta.get("deletionTimestamp"))
+        if not deleted and known is not None and known == (uid, version):
+            return  # the echo of our own write: nothing new
+        instance = self._parse(cache.parse_instance, obj)
         if instance is None:
             return
-        if kind == "DELETED" or instance.terminating:
-            old = self.instances.get(name)
+        old = self.instances.get(name)
+        same = old is not None and (known[0] == uid if known and known[0] and uid else d.same_claim(old, instance))
+        if deleted:
+            self._gone_uid(uid)
             # Watch events trail our own actions: a late DELETED must not forget a newer claim.
-            if old is not None and d.same_claim(old, instance):
+            if old is not None and same:
                 self._forget(old)
             return
-        if name in self._creating:
-            return  # our create says whose it is: success, or 409 and we read the holder
-        old = self.instances.get(name)
-        if old is not None and d.same_claim(old, instance):
-            self._remember(instance, obj)  # an update of a claim we know
+        if old is not None and same:
+            self._remember(instance, uid, version)  # an update of a claim we know
             return
         # A claim we did not make (another operator instance, or before our restart).
         if old is not None:
             self._forget(old)  # its DELETED event never reached us
-        try:
-            self.ipam.assign(
-                instance.network, instance.address.ip.partition("/")[0], instance.owner_key, instance.subnet
-            )
-        except AddressConflict:
-            pass  # we are about to claim it: our create gets 409 and reads the holder
-        except InvalidValue as e:
-            logger.warning("IPInstance %s claims nothing IPAM knows: %s", name, e)
-        self._remember(instance, obj)
+        if name not in self._inflight:
+            try:
+                self.ipam.assign(
+                    instance.network, instance.address.ip.partition("/")[0], instance.owner_key, instance.subnet
+                )
+            except AddressConflict:
+                pass  # IPAM has it for another pod until that pod's claim goes: a relist settles it
+            except InvalidValue as e:
+                logger.warning("IPInstance %s claims nothing IPAM knows: %s", name, e)
+        # else: we are claiming that address right now; our create gets 409 and takes this holder,
+        # or this is our own create, its event ahead of its answer.
+        owner = instance.owner_key
+        claimed_too = self.held.get(owner, set()) - {name} or any(
+            n != name and o == owner for n, (_, _, o, _) in self._inflight.items()
+        )
+        self._remember(instance, uid, version)
         self._mark_dirty(instance)
         if self.active:
-            self.queue.add(instance.owner_key)  # its pod may now hold one too many
+            if claimed_too:
+                self._contention_seen()  # another operator claims for the pods we claim for
+            self.queue.add(owner)  # its pod may now hold one too many
 
     def observe_pod(self, kind: str, obj: Mapping[str, Any]) -> None:
         key = d.key_of(obj)
         if kind == "DELETED":
-            self.pods.pop(key, None)
-            self._failures.pop(key, None)
-            self._first_seen.pop(key, None)
+            self._drop_pod(key)
         else:
-            self.pods[key] = dict(obj)
+            self.pods[key] = cache.slim_pod(obj)
         if self.active:
             self.queue.add(key)
+
+    def _drop_pod(self, key: str) -> None:
+        self.pods.pop(key, None)
+        self._failures.pop(key, None)
+        self._first_seen.pop(key, None)
 
     def observe_namespace(self, kind: str, obj: Mapping[str, Any]) -> None:
         name = (obj.get("metadata") or {}).get("name", "")
@@ -300,15 +451,36 @@ class Controller:
             }
         )
 
-    def _remember(self, instance: IPInstance, obj: Mapping[str, Any]) -> None:
-        """Cache a claim; ``obj`` is its resource (the model leaves out the owner's API group)."""
-        self.instances[instance.name] = instance
-        self.held[instance.owner_key].add(instance.name)
-        group = d.owner_group(obj)
-        if group is None:
-            self.owner_groups.pop(instance.name, None)
-        else:
-            self.owner_groups[instance.name] = group
+    def _remember(self, instance: IPInstance, uid: str, version: str) -> None:
+        """Cache a claim, with the UID and resourceVersion it was seen at."""
+        name = instance.name
+        old = self.instances.get(name)
+        if old is not None and old.owner_key != instance.owner_key:
+            self._unhold(old)
+        self.instances[name] = instance
+        self._meta[name] = (uid, version)
+        self.held[instance.owner_key].add(name)
+
+    def _remember_stored(self, obj: Mapping[str, Any]) -> IPInstance | None:
+        """Cache an IPInstance as an answer of the API showed it (after our write, or a read), unless
+        the watch has already told of its deletion."""
+        meta = obj.get("metadata") or {}
+        uid = str(meta.get("uid") or "")
+        if uid and uid in self._gone:
+            return None
+        instance: IPInstance | None = self._parse(cache.parse_instance, obj)
+        if instance is None or instance.terminating:
+            return None
+        self._remember(instance, uid, str(meta.get("resourceVersion") or ""))
+        self._touch(instance.name)
+        return instance
+
+    def _unhold(self, instance: IPInstance) -> None:
+        owned = self.held.get(instance.owner_key)
+        if owned is not None:
+            owned.discard(instance.name)
+            if not owned:
+                del self.held[instance.owner_key]
 
     def _wake_waiting(self) -> None:
         """Something a waiting pod may need has appeared: try those pods again now."""
@@ -323,18 +495,16 @@ class Controller:
             self._failures[key] = message
             self.events.warning(about, ev.ALLOCATION_FAILED, message)
 
-    def _retry_later(self, key: str) -> None:
+    def _retry_later(self, key: str, delay: float = RETRY_SECONDS) -> None:
         self._waiting.add(key)
-        self.queue.add_later(key, RETRY_SECONDS)
+        self.queue.add_later(key, delay)
 
     def _forget(self, instance: IPInstance) -> None:
-        self.instances.pop(instance.name, None)
-        self.owner_groups.pop(instance.name, None)
-        owned = self.held.get(instance.owner_key)
-        if owned is not None:
-            owned.discard(instance.name)
-            if not owned:
-                del self.held[instance.owner_key]
+        name = instance.name
+        if self.instances.get(name) is instance:
+            self.instances.pop(name, None)
+            self._meta.pop(name, None)
+            self._unhold(instance)
         self.ipam.release(instance.address.ip.partition("/")[0], instance.owner_key)
         self._mark_dirty(instance)
         self._wake_waiting()
@@ -344,6 +514,49 @@ class Controller:
         self._dirty_networks.add(instance.network)
         self._nodes_dirty = True
 
+    # --- contention between active operators ------------------------------------------------------------
+
+    def _contention_seen(self) -> None:
+        """Another operator claims addresses too (we lost a claim, or saw one we did not make)."""
+        if not self._contended():
+            logger.info("another active operator claims addresses: each pod's search now starts at its own point")
+        self._contended_until = time.monotonic() + CONTENTION_SECONDS
+
+    def _contended(self) -> bool:
+        return time.monotonic() < self._contended_until
+
+    def _spread(self, seed: str, network: str, versions: list[int], subnets: Mapping[int, str]) -> dict[int, str]:
+        """The subnets to allocate from, and the start of each one's search, chosen by the pod (a hash
+        of its UID) rather than by where this instance allocated last. Operators racing for the same
+        pods then pick the same address for one pod (the loser finds that pod already holding it: no
+        second claim to undo) and different addresses for different pods (no chain of lost claims),
+        without talking to each other."""
+        chosen = dict(subnets)
+        for version in versions:
+            candidates = sorted(
+                name
+                for name, subnet in self.subnets.items()
+                if subnet.network == network
+                and name == subnets.get(version, name)
+                and (pool := self._pool(name)) is not None
+                and pool.version == version
+                and (version in subnets or (not pool.private and pool.available > 0))
+            )
+            if not candidates:
+                continue
+            digest = int.from_bytes(hashlib.blake2b(f"{seed}/{version}".encode(), digest_size=8).digest(), "little")
+            name = candidates[digest % len(candidates)]
+            chosen[version] = name
+            pool = self.ipam.pool(name)
+            pool.rewind(((digest >> 16) % pool.spec.capacity, pool.cursor[1]))
+        return chosen
+
+    def _pool(self, name: str) -> SubnetPool | None:
+        try:
+            return self.ipam.pool(name)
+        except InvalidValue:
+            return None
+
     # --- reconciling pods ------------------------------------------------------------------------------
 
     async def _work(self) -> None:
@@ -352,6 +565,16 @@ class Controller:
             try:
                 if self.active:
                     await self.reconcile(key)
+            except PodChanged:
+                logger.debug("pod %s changed under our write; again with the newer version", key)
+                self.queue.add_later(key, CONFLICT_RETRY_SECONDS)
+            except ApiError as e:
+                if e.status != 409:
+                    logger.exception("reconciling pod %s failed; retrying", key)
+                    self.queue.add_later(key, RETRY_SECONDS)
+                else:
+                    logger.debug("reconciling pod %s: %s; again soon", key, e)
+                    self.queue.add_later(key, CONFLICT_RETRY_SECONDS)
             except Exception:
                 logger.exception("reconciling pod %s failed; retrying", key)
                 self.queue.add_later(key, RETRY_SECONDS)
@@ -364,6 +587,10 @@ class Controller:
     async def reconcile(self, key: str) -> None:
         pod = self.pods.get(key)
         held = self._held(key)
+        if held and not (self.details and self.pod_informer.listed):
+            # Its decisions read what only the full IPInstances tell, and whether its pod exists.
+            self._deferred.add(key)
+            return
         if pod is None:
             if held:
                 await self._give_back(key, None, held)
@@ -385,23 +612,26 @@ class Controller:
         workload_gone = pod is None and not await self._workloads_exist(key, held)
         plan = d.plan_release(held, self.kinds, pod_gone_for_good=workload_gone)
         about = self._about(key, pod)
+        addresses = {n: self._addresses([n])[0] for n in (*plan.delete, *plan.reserve)}
         for name in plan.delete:
-            await self._delete_instance(self.instances[name])
+            await self._delete_named(name)
         for name in plan.reserve:
             await self._patch_instance(name, d.reserve_patch())
         if plan.delete:
-            self.events.normal(about, ev.RELEASE_SUCCEEDED, f"released {', '.join(self._addresses(plan.delete))}")
+            released = ", ".join(addresses[n] for n in plan.delete)
+            self.events.normal(about, ev.RELEASE_SUCCEEDED, f"released {released}")
         if plan.reserve:
-            self.events.normal(about, ev.RESERVE_SUCCEEDED, f"reserved {', '.join(self._addresses(plan.reserve))}")
+            reserved = ", ".join(addresses[n] for n in plan.reserve)
+            self.events.normal(about, ev.RESERVE_SUCCEEDED, f"reserved {reserved}")
 
     async def _workloads_exist(self, key: str, held: list[IPInstance]) -> bool:
         """Whether the workloads keeping these addresses still exist: asked of the API, not the cache
         (a cache still filling at start must not free an address a StatefulSet keeps).
 
-        The referred object records kind, name and UID, its ownerReference the API group: each
-        configured workload it may be is listed by name (a list, unlike a get, tells a missing
-        resource from a missing object), and the UID says whether it is the same workload. When one
-        of them cannot be listed, the addresses stay: whether their workload lives is unknown.
+        The referred object records kind, name and UID, and the API group as known: each configured
+        workload it may be is listed by name (a list, unlike a get, tells a missing resource from a
+        missing object), and the UID says whether it is the same workload. When one of them cannot
+        be listed, the addresses stay: whether their workload lives is unknown.
         """
         namespace = key.partition("/")[0]
         unknown = False
@@ -409,7 +639,7 @@ class Controller:
             ref = instance.binding.referred_object
             if ref is None or not d.is_retained(instance, self.kinds):
                 continue
-            group = self.owner_groups.get(instance.name)
+            group = _group(instance)
             for workload in d.possible_workloads(ref.kind, group, self.stateful_workloads):
                 try:
                     found = await self.kube.list(workload.path(namespace), field_selector=f"metadata.name={ref.name}")
@@ -445,12 +675,24 @@ class Controller:
         updated = await self.kube.patch(custom_path(names.PLURAL_IPINSTANCE, name), patch)
         if updated is not None:
             # Keep the cache current now: the watch event may come after the next reconciliation.
-            instance = self._parse(model.ipinstance_from_resource, updated)
-            if instance is not None:
-                self._remember(instance, updated)
+            self._remember_stored(updated)
+
+    async def _delete_named(self, name: str) -> None:
+        """Delete our claim of that name, unless the watch has told of its end meanwhile."""
+        instance = self.instances.get(name)
+        if instance is not None:
+            await self._delete_instance(instance)
 
     async def _delete_instance(self, instance: IPInstance) -> None:
-        await self.kube.delete(custom_path(names.PLURAL_IPINSTANCE, instance.name))
+        """Delete our claim; the UID precondition spares a newer claim of the same address."""
+        uid = self._meta.get(instance.name, _NO_META)[0]
+        body = {"preconditions": {"uid": uid}} if uid else None
+        try:
+            await self.kube.delete(custom_path(names.PLURAL_IPINSTANCE, instance.name), body)
+        except ApiError as e:
+            if e.status != 409:
+                raise
+        self._touch(instance.name)
         self._forget(instance)
 
     async def _set_finalizer(self, pod: Mapping[str, Any], present: bool) -> None:
@@ -458,7 +700,14 @@ class Controller:
         if patch is None:
             return
         meta = pod.get("metadata") or {}
-        await self.kube.patch(core_path("pods", meta.get("namespace"), meta.get("name")), patch)
+        try:
+            updated = await self.kube.patch(core_path("pods", meta.get("namespace"), meta.get("name")), patch)
+        except ApiError as e:
+            if e.status == 409:
+                raise PodChanged(str(e)) from None
+            raise
+        if updated is not None and (key := d.key_of(updated)) in self.pods:
+            self.pods[key] = cache.slim_pod(updated)
 
     async def _ensure_addresses(self, key: str, pod: dict[str, Any], held: list[IPInstance]) -> None:
         meta = pod.get("metadata") or {}
@@ -473,11 +722,11 @@ class Controller:
                 self._fail(key, about, "; ".join(str(v) for v in violations))
             return
         for name in d.stale_for(uid, held, self.kinds):
-            await self._delete_instance(self.instances[name])
+            await self._delete_named(name)
         held = self._held(key)
         for name in d.surplus(held):
             logger.info("pod %s: address %s claimed twice (two active operators); dropping it", key, name)
-            await self._delete_instance(self.instances[name])
+            await self._delete_named(name)
         held = self._held(key)
         retain = request.stateful is not None and request.retain
         if retain:
@@ -493,6 +742,21 @@ class Controller:
             self._first_seen.pop(key, None)
             return
         self._first_seen.setdefault(key, time.monotonic())
+        namespace_uid = str(((namespace or {}).get("metadata") or {}).get("uid") or "")
+        await self._allocate(key, pod, request, held, missing, namespace_uid)
+
+    async def _allocate(  # noqa: PLR0917  # the pod's request as _ensure_addresses resolved it
+        self,
+        key: str,
+        pod: dict[str, Any],
+        request: PodNetworkRequest,
+        held: list[IPInstance],
+        missing: list[int],
+        namespace_uid: str,
+    ) -> None:
+        """Claim the missing versions' addresses for the pod, and report how that went."""
+        about = self._about(key, pod)
+        retain = request.stateful is not None and request.retain
         network, subnets, problem = self._target(request, pod)
         if network is None:
             self._fail(key, about, problem)
@@ -512,8 +776,12 @@ class Controller:
                 referred=referred,
                 mac=mac,
                 index=index,
-                namespace_uid=((namespace or {}).get("metadata") or {}).get("uid", ""),
+                namespace_uid=namespace_uid,
             )
+        except _Outpaced as e:
+            self._retry_later(key, CONTENTION_RETRY_SECONDS)
+            logger.info("pod %s: %s; trying again", key, e)
+            return
         except (NoAddressAvailable, InvalidValue, AddressConflict) as e:
             self._fail(key, about, str(e))
             self._retry_later(key)
@@ -522,6 +790,8 @@ class Controller:
         started = self._first_seen.pop(key, None)
         if started is not None:
             self.metrics.allocation_seconds.observe(time.monotonic() - started)
+        if not created:
+            return
         logger.debug("pod %s: allocated %s", key, ", ".join(a.ip_with_prefix for a in created))
         self.events.normal(
             about, ev.ALLOCATION_SUCCEEDED, f"allocated {', '.join(a.ip_with_prefix for a in created)} in {network}"
@@ -581,116 +851,166 @@ class Controller:
         index: int | None,
         namespace_uid: str,
     ) -> list[Allocation]:
-        """Claim one address per missing version; all or none (a half dual stack is undone)."""
+        """Claim one address per missing version; all or none (a half dual stack is undone).
+
+        Returns the claims this call created (a version another operator claimed for this very pod
+        first counts as done, not as created)."""
         created: list[Allocation] = []
         left = list(versions)
         lost = 0
+        uid = str((pod.get("metadata") or {}).get("uid") or "")
+        pending: list[Allocation] = []
         try:
             while left:
-                allocations = self._pick(key, network, left, subnets, pool)
-                for allocation in allocations:
+                pending = self._pick(key, uid=uid, network=network, versions=left, subnets=subnets, pool=pool)
+                while pending:
+                    allocation = pending.pop(0)
                     body = d.build_ipinstance(allocation, pod, referred, mac, index, namespace_uid=namespace_uid)
-                    if await self._create(allocation, body):
-                        created.append(allocation)
+                    outcome = await self._create(allocation, body, key)
+                    if outcome != _LOST:
                         left.remove(allocation.version)
-                        continue
-                    if await self._take_holders_word(allocation, body):
-                        left.remove(allocation.version)
+                        if outcome == _CREATED:
+                            created.append(allocation)
                         continue
                     lost += 1
-                    if pool or lost >= MAX_LOST_CLAIMS:
+                    if pool:
                         raise AddressConflict(allocation.address, (allocation.instance_name,))
-        except Exception:
+                    if lost >= MAX_LOST_CLAIMS:
+                        raise _Outpaced(f"lost {lost} claims to another operator")
+        except BaseException:
+            for allocation in pending:
+                self._settle(allocation, key)
             for allocation in created:
-                await self._delete_instance(self.instances[allocation.instance_name])
+                await self._delete_named(allocation.instance_name)
             raise
         return created
 
     def _pick(
-        self, key: str, network: str, versions: list[int], subnets: Mapping[int, str], pool: tuple[str, ...]
+        self,
+        key: str,
+        *,
+        uid: str,
+        network: str,
+        versions: list[int],
+        subnets: Mapping[int, str],
+        pool: tuple[str, ...],
     ) -> list[Allocation]:
+        """Addresses for the missing versions, held in IPAM (in flight) until their claim settles."""
+        picked: list[Allocation] = []
         if pool:
-            wanted = [a for a in pool if (6 if ":" in a else 4) in versions]
-            return [self.ipam.assign(network, address, key) for address in wanted]
-        family = IPFamily.DUAL_STACK if len(versions) == 2 else (IPFamily.IPV4 if versions[0] == 4 else IPFamily.IPV6)
-        return self.ipam.allocate(network, key, family, {v: s for v, s in subnets.items() if v in versions})
+            try:
+                for address in (a for a in pool if (6 if ":" in a else 4) in versions):
+                    picked.append(self.ipam.assign(network, address, key))
+            except HybridlayError:
+                for allocation in picked:
+                    self.ipam.release(allocation.address, key)
+                raise
+        else:
+            if self._contended():
+                subnets = self._spread(uid or key, network, versions, subnets)
+            family = (
+                IPFamily.DUAL_STACK if len(versions) == 2 else (IPFamily.IPV4 if versions[0] == 4 else IPFamily.IPV6)
+            )
+            picked = self.ipam.allocate(network, key, family, {v: s for v, s in subnets.items() if v in versions})
+        for allocation in picked:
+            self._inflight[allocation.instance_name] = (network, allocation.address, key, allocation.subnet)
+        return picked
 
-    async def _create(self, allocation: Allocation, body: dict[str, Any]) -> bool:
+    def _settle(self, allocation: Allocation, key: str) -> None:
+        """Give up a pick: IPAM forgets it, and shows the address's holder as the cache knows it."""
         name = allocation.instance_name
-        self._creating.add(name)
+        self._inflight.pop(name, None)
+        self.ipam.release(allocation.address, key)
+        holder = self.instances.get(name)
+        if holder is not None and not holder.terminating:
+            with contextlib.suppress(AddressConflict, InvalidValue):
+                self.ipam.assign(holder.network, allocation.address, holder.owner_key, holder.subnet)
+
+    async def _create(self, allocation: Allocation, body: dict[str, Any], key: str) -> str:
+        name = allocation.instance_name
         try:
-            created = await self.kube.create(custom_path(names.PLURAL_IPINSTANCE), body)
+            stored = await self.kube.create_object(custom_path(names.PLURAL_IPINSTANCE), body)
         except BaseException:
-            self.ipam.release(allocation.address, self._owner_of(body))
+            self._settle(allocation, key)
             raise
-        finally:
-            self._creating.discard(name)
-        if created:
-            self._remember(model.ipinstance_from_resource(body), body)
-            self._mark_dirty(self.instances[name])
-        return created
+        if stored is None:
+            return await self._take_holders_word(allocation, body, key)
+        self._inflight.pop(name, None)
+        instance = self._remember_stored(stored)
+        if instance is None:
+            # Deleted already (another operator dropped it as one too many): look at the pod again.
+            self._settle(allocation, key)
+            self.queue.add(key)
+            return _OURS
+        self._mark_dirty(instance)
+        return _CREATED
 
-    @staticmethod
-    def _owner_of(body: Mapping[str, Any]) -> str:
-        binding = body["spec"]["binding"]
-        return d.pod_key(binding.get("podNamespace", ""), binding.get("podName", ""))
+    async def _take_holders_word(self, allocation: Allocation, body: Mapping[str, Any], key: str) -> str:
+        """Our claim got 409: find who holds the address, and record that.
 
-    async def _take_holders_word(self, allocation: Allocation, body: Mapping[str, Any]) -> bool:
-        """Our claim got 409: read who holds the address, and record that.
-
-        True when the holder is this very pod (another operator instance claimed it for the same pod
-        first): the address is the pod's, nothing more to claim for that version.
+        ``_OURS`` when the holder is this very pod (another operator instance claimed it for the same
+        pod first): the address is the pod's, nothing more to claim for that version. The watch has
+        usually told of another pod's claim already; only otherwise is the holder read.
         """
-        key = self._owner_of(body)
-        raw = await self.kube.get(custom_path(names.PLURAL_IPINSTANCE, allocation.instance_name))
-        holder = self._parse(model.ipinstance_from_resource, raw) if raw is not None else None
-        if holder is not None and holder.terminating:
-            holder = None
-        ours = (
-            holder is not None
-            and holder.owner_key == key
-            and holder.binding.pod_uid == body["spec"]["binding"].get("podUID")
-        )
+        name = allocation.instance_name
+        pod_uid = body["spec"]["binding"].get("podUID")
+        holder = self.instances.get(name)
+        if holder is None or holder.terminating or holder.owner_key == key:
+            raw = await self.kube.get(custom_path(names.PLURAL_IPINSTANCE, name))
+            holder = self._remember_stored(raw) if raw is not None else None
+        ours = holder is not None and holder.owner_key == key and holder.binding.pod_uid == pod_uid
+        self._inflight.pop(name, None)
         if holder is None or holder.owner_key != key:
             self.ipam.release(allocation.address, key)
         if holder is not None:
             with contextlib.suppress(AddressConflict, InvalidValue):
                 self.ipam.assign(holder.network, allocation.address, holder.owner_key, holder.subnet)
-            self._remember(holder, raw or {})
             self._mark_dirty(holder)
             if not ours and self.active:
                 self.queue.add(holder.owner_key)  # its pod may now hold one too many
-        if not ours:
-            logger.info("address %s was claimed by someone else first; taking the next", allocation.address)
-        return ours
+        if holder is not None and self.active:
+            self._contention_seen()  # another operator claims too, for this pod or for another
+        if ours:
+            return _OURS
+        logger.debug("address %s was claimed by someone else first; taking the next", allocation.address)
+        return _LOST
 
     # --- orphans, resync, lease --------------------------------------------------------------------------
 
     async def collect_orphans(self) -> list[str]:
-        """Delete IPInstances nobody holds; read fresh from the API, never from possibly stale caches.
+        """Delete IPInstances nobody holds.
 
-        IPInstances are listed first, then pods and workloads: a pod that holds an address existed
-        before its IPInstance did, so it is in the later listing unless it is really gone.
+        The claims come from the cache (the watch's view: never newer than now), the pods from a
+        fresh list read afterwards: a pod that holds an address existed before its IPInstance did,
+        so it is in that list unless it is really gone. The UID precondition of the delete spares
+        a claim made anew since the cache saw the old one.
         """
-        raw = await self.kube.list(custom_path(names.PLURAL_IPINSTANCE))
-        self._repair_from(raw)
+        await self._details_loaded.wait()
+        claims = [
+            (instance, self._meta.get(name, _NO_META)[0], _group(instance))
+            for name, instance in list(self.instances.items())
+            if name not in self._inflight and not instance.terminating
+        ]
         pods = await self.kube.list(core_path("pods"))
         live, unlisted = await self._live_workloads()
         pod_uids = {d.key_of(p): (p.get("metadata") or {}).get("uid", "") for p in pods}
         removed = []
-        for obj in raw:
-            instance = self._parse(model.ipinstance_from_resource, obj)
-            if instance is None or instance.terminating or instance.name in self._creating:
+        for instance, uid, group in claims:
+            unknown = d.owner_unlisted(instance, group, self.stateful_workloads, unlisted)
+            if not d.is_orphan(instance, pod_uids, live, self.kinds, owner_unknown=unknown):
                 continue
-            unknown = d.owner_unlisted(instance, d.owner_group(obj), self.stateful_workloads, unlisted)
-            if d.is_orphan(instance, pod_uids, live, self.kinds, owner_unknown=unknown):
-                uid = (obj.get("metadata") or {}).get("uid")
-                # The precondition keeps us from deleting a newer claim of the same address.
-                body = {"preconditions": {"uid": uid}} if uid else None
-                with contextlib.suppress(Exception):
-                    await self.kube.request("DELETE", custom_path(names.PLURAL_IPINSTANCE, instance.name), body)
-                    removed.append(instance.name)
-                    self._forget(self.instances.get(instance.name, instance))
+            if self.instances.get(instance.name) is not instance:
+                continue  # changed since: the next collection looks again
+            body = {"preconditions": {"uid": uid}} if uid else None
+            try:
+                await self.kube.request("DELETE", custom_path(names.PLURAL_IPINSTANCE, instance.name), body)
+            except ApiError as e:
+                if e.status not in (404, 409):
+                    logger.warning("could not delete orphaned IPInstance %s: %s", instance.name, e)
+                    continue
+            removed.append(instance.name)
+            self._touch(instance.name)
+            self._forget(instance)
         if removed:
             logger.info("collected %d orphaned IPInstances: %s", len(removed), ", ".join(removed[:20]))
         return removed
@@ -710,29 +1030,45 @@ class Controller:
             live.update((w.get("metadata") or {}).get("uid", "") for w in found)
         return live, unlisted
 
-    def _repair_from(self, raw: list[dict[str, Any]]) -> None:
-        """Make the cache and IPAM agree with a full listing: a watch can miss events (a dropped
-        stream, a stand-in's gaps); a periodic relist makes such a miss cost time, never an address."""
-        listed = set()
-        for obj in raw:
-            listed.add((obj.get("metadata") or {}).get("name", ""))
-            self.observe_instance("ADDED", obj)
-        for name, instance in list(self.instances.items()):
-            if name not in listed and name not in self._creating:
-                self._forget(instance)
+    def _recheck_keys(self) -> set[str]:
+        """The pods, and the owners of claims whose pod is gone and which are not simply kept for a
+        workload: a retained, unbound address waits for its workload's end, which the workload's
+        watch and orphan collection see (asking the API per address would be one request for each
+        of 100,000 kept addresses)."""
+        keys = set(self.pods)
+        for owner, held in self.held.items():
+            if owner in keys:
+                continue
+            for name in held:
+                instance = self.instances.get(name)
+                if instance is not None and (
+                    not d.is_retained(instance, self.kinds) or instance.binding.pod_uid or instance.binding.node_name
+                ):
+                    keys.add(owner)
+                    break
+        return keys
 
     async def _resync_loop(self) -> None:
+        """Every ``resync_seconds``: list the IPInstances again (memory converges to the API's),
+        collect orphans, and look at every pod again (retries of failed ones)."""
+        await self._details_loaded.wait()
         first = True
         while True:
+            if not first:
+                try:
+                    await asyncio.wait_for(self.instance_informer.relist(), RELIST_TIMEOUT_SECONDS)
+                except Exception:
+                    logger.exception("listing the IPInstances again failed")
             if self.active:
                 try:
                     await self.collect_orphans()
                 except Exception:
                     logger.exception("orphan collection failed")
                 if not first:
-                    for key in set(self.pods) | set(self.held):
+                    for key in self._recheck_keys():
                         self.queue.add(key)
-                first = False
+            first = False
+            self._resynced = True
             self._resync_now.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._resync_now.wait(), self.config.resync_seconds)
@@ -747,9 +1083,10 @@ class Controller:
             if holding and not self.active:
                 logger.info("%s is now the active instance", self.config.identity)
                 self.active = True
-                for key in set(self.pods) | set(self.held):
+                for key in self._recheck_keys():
                     self.queue.add(key)
-                self._resync_now.set()
+                if self._resynced:  # else the first resync, still to come, collects the orphans
+                    self._resync_now.set()
             elif not holding and self.active:
                 logger.info("%s is now a standby", self.config.identity)
                 self.active = False
@@ -810,7 +1147,7 @@ class Controller:
                 await self.kube.patch(core_path("nodes", name=node), {"metadata": {"labels": patch}})
                 self.nodes[node] = {k: v for k, v in {**labels, **patch}.items() if v is not None}
 
-    # --- helpers for admission ----------------------------------------------------------------------------------
+    # --- read-only views: admission, the probe server ------------------------------------------------------
 
     def node_labels_by_name(self) -> Mapping[str, Mapping[str, str]]:
         return self.nodes
@@ -820,3 +1157,112 @@ class Controller:
             return self.ipam.has_free(network, family)
         except HybridlayError:
             return False
+
+    def view(self, instances: bool = True) -> dict[str, Any]:
+        """What this instance holds in memory, for comparison with the API (the probe server's
+        ``/state``): every IPInstance it knows (unless not ``instances``), the claims in flight, and
+        IPAM's counts per subnet."""
+        subnets = {}
+        for name in sorted(self.subnets):
+            with contextlib.suppress(HybridlayError):
+                status = self.ipam.subnet_status(name)
+                subnets[name] = {"total": status.total, "used": status.used, "available": status.available}
+        return {
+            "identity": self.config.identity,
+            "ready": self.ready,
+            "active": self.active,
+            "details": self.details,
+            "idle": self.queue.idle and not self._inflight,
+            "count": len(self.instances),
+            "pods": len(self.pods),
+            "instances": {
+                name: {
+                    "address": i.address.ip,
+                    "subnet": i.subnet,
+                    "pod": i.owner_key,
+                    "podUID": i.binding.pod_uid,
+                    "uid": self._meta.get(name, _NO_META)[0],
+                }
+                for name, i in sorted(self.instances.items())
+            }
+            if instances
+            else {},
+            "inflight": sorted(self._inflight),
+            "subnets": subnets,
+        }
+
+
+def _group(instance: IPInstance) -> str | None:
+    """The API group of a retained address's workload, as the referred object records it (if it does)."""
+    ref = instance.binding.referred_object
+    return api_group(ref.api_version) if ref is not None and ref.api_version else None
+
+
+class _Outpaced(Exception):
+    """Lost many claims in a row to another active operator: a short pause, then again."""
+
+
+class _InstanceListing:
+    """Feeds complete IPInstance lists and their watch events to the controller."""
+
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+        self._found: dict[str, IPInstance] = {}
+        self._metas: dict[str, tuple[str, str]] = {}
+
+    def listing(self) -> Callable[[dict[str, Any]], None]:
+        controller = self.controller
+        controller._touched = set()
+        found: dict[str, IPInstance] = {}
+        metas: dict[str, tuple[str, str]] = {}
+        self._found, self._metas = found, metas
+
+        def on_item(obj: dict[str, Any]) -> None:
+            instance = controller._parse(cache.parse_instance, obj)
+            if instance is None or instance.terminating:
+                return
+            meta = obj.get("metadata") or {}
+            found[instance.name] = instance
+            metas[instance.name] = (str(meta.get("uid") or ""), str(meta.get("resourceVersion") or ""))
+
+        return on_item
+
+    def listed(self) -> None:
+        found, metas = self._found, self._metas
+        self._found, self._metas = {}, {}
+        self.controller._replace(found, metas)
+
+    def event(self, kind: str, obj: dict[str, Any]) -> None:
+        self.controller.observe_instance(kind, obj)
+
+
+class _PodListing:
+    """Feeds complete pod lists and their watch events to the controller."""
+
+    def __init__(self, controller: Controller) -> None:
+        self.controller = controller
+        self._found: dict[str, dict[str, Any]] = {}
+
+    def listing(self) -> Callable[[dict[str, Any]], None]:
+        found: dict[str, dict[str, Any]] = {}
+        self._found = found
+
+        def on_item(obj: dict[str, Any]) -> None:
+            found[d.key_of(obj)] = cache.slim_pod(obj)
+
+        return on_item
+
+    def listed(self) -> None:
+        controller = self.controller
+        found, self._found = self._found, {}
+        gone = controller.pods.keys() - found.keys()
+        for key in gone:
+            controller._drop_pod(key)
+        controller.pods.update(found)
+        if controller.active:
+            for key in (*gone, *found):
+                controller.queue.add(key)
+        controller._undefer()
+
+    def event(self, kind: str, obj: dict[str, Any]) -> None:
+        self.controller.observe_pod(kind, obj)

@@ -1,6 +1,7 @@
 """kopf handlers, in an explicit registry per operator instance: thin, they only hand over.
 
-Watch handlers feed the controller's caches; admission handlers ask :mod:`.admission` and turn
+Watch handlers feed the controller's caches (of the few, small resources: pods and IPInstances come
+through the controller's own informers); admission handlers ask :mod:`.admission` and turn
 violations into :class:`kopf.AdmissionError`. The webhook path of each handler is its id
 (``/validate-network``, ...), which the webhook configurations in ``manifests/`` name.
 """
@@ -58,12 +59,11 @@ def build_registry(controller: Controller, webhooks: bool) -> kopf.OperatorRegis
             # kopf's initial listing has no type: the object is simply there.
             observe(event.get("type") or "ADDED", event["object"])
 
+    # Pods and IPInstances are many: the controller lists and watches them itself (.informer).
     watch(names.GROUP, names.VERSION, names.PLURAL_NETWORK, controller.observe_network)
     watch(names.GROUP, names.VERSION, names.PLURAL_SUBNET, controller.observe_subnet)
-    watch(names.GROUP, names.VERSION, names.PLURAL_IPINSTANCE, controller.observe_instance)
     watch("", "v1", "namespaces", controller.observe_namespace)
     watch("", "v1", "nodes", controller.observe_node)
-    watch("", "v1", "pods", controller.observe_pod)
     # Each stateful workload kind (STATEFUL_WORKLOAD_KINDS): its deletion frees the addresses it kept.
     # One whose resource the API does not serve (yet) is only warned about by kopf, until its CRD comes.
     for workload in controller.stateful_workloads:

@@ -1,8 +1,12 @@
-"""Liveness, readiness and Prometheus metrics on one small HTTP server (cluster-internal, no secrets)."""
+"""Liveness, readiness, Prometheus metrics and a read-only view of the operator's memory, on one small
+HTTP server (cluster-internal, no secrets: addresses and pod names, as ``kubectl get ipinstances``
+shows them to anyone who may list them)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp.web
 import prometheus_client
@@ -34,7 +38,12 @@ class Metrics:
         )
 
 
-def build_app(metrics: Metrics, is_ready: Callable[[], bool]) -> aiohttp.web.Application:
+def build_app(
+    metrics: Metrics, is_ready: Callable[[], bool], view: Callable[[bool], dict[str, Any]] | None = None
+) -> aiohttp.web.Application:
+    """``/healthz``, ``/readyz``, ``/metrics``, and with ``view`` ``/state``: what the operator holds in
+    memory (its IPInstances, claims in flight, IPAM's counts), to compare with the API's objects."""
+
     async def healthz(_: aiohttp.web.Request) -> aiohttp.web.Response:
         # Answering at all proves the event loop runs; that is what liveness asks.
         return aiohttp.web.Response(text="ok")
@@ -49,19 +58,28 @@ def build_app(metrics: Metrics, is_ready: Callable[[], bool]) -> aiohttp.web.App
         return aiohttp.web.Response(body=body, headers={"Content-Type": prometheus_client.CONTENT_TYPE_LATEST})
 
     app = aiohttp.web.Application()
-    app.add_routes(
-        [
-            aiohttp.web.get("/healthz", healthz),
-            aiohttp.web.get("/readyz", readyz),
-            aiohttp.web.get("/metrics", serve_metrics),
-        ]
-    )
+    routes = [
+        aiohttp.web.get("/healthz", healthz),
+        aiohttp.web.get("/readyz", readyz),
+        aiohttp.web.get("/metrics", serve_metrics),
+    ]
+    if view is not None:
+        state = view
+
+        async def serve_state(request: aiohttp.web.Request) -> aiohttp.web.Response:
+            # ?instances=0: the counts alone (100,000 IPInstances are 10 MB of JSON).
+            body = state(request.query.get("instances", "1") != "0")
+            return aiohttp.web.Response(text=json.dumps(body), content_type="application/json")
+
+        routes.append(aiohttp.web.get("/state", serve_state))
+    app.add_routes(routes)
     return app
 
 
 async def serve(app: aiohttp.web.Application, host: str, port: int) -> tuple[aiohttp.web.AppRunner, int]:
     """Start serving; returns the runner (to clean up) and the bound port (``port=0`` picks one)."""
-    runner = aiohttp.web.AppRunner(app, handle_signals=False)
+    # No access log: the kubelet's probes would write a line every few seconds.
+    runner = aiohttp.web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     site = aiohttp.web.TCPSite(runner, host, port)
     await site.start()

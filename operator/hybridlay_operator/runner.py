@@ -63,7 +63,7 @@ class Operator:
         self.probe_port = 0
 
     async def run(self, stop_flag: asyncio.Event | None = None) -> None:
-        app = probes.build_app(self.controller.metrics, lambda: self.controller.ready)
+        app = probes.build_app(self.controller.metrics, lambda: self.controller.ready, self.controller.view)
         runner, self.probe_port = await probes.serve(app, self.probe_host, self.config.probe_port)
         try:
             await kopf.operator(
@@ -75,4 +75,4 @@ class Operator:
             )
         finally:
             await runner.cleanup()
-            self.kube.close()
+            await self.kube.aclose()
