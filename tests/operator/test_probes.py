@@ -1,6 +1,8 @@
-"""Liveness, readiness and the Prometheus metrics, read over HTTP from a running operator."""
+"""Liveness, readiness, the Prometheus metrics and the view of memory, read over HTTP from a running operator."""
 
 from __future__ import annotations
+
+import json
 
 import aiohttp
 from opsupport import eventually, operator_config
@@ -53,6 +55,35 @@ async def _both_used(metrics):
     underlay = sample(text, "subnet_ip_usage", subnetName="underlay-subnet", usageType="used")
     overlay = sample(text, "ip_usage", networkName="overlay-network", ipFamily="IPv4", usageType="used")
     return text if underlay == overlay == 1 else None
+
+
+async def test_state_shows_what_the_operator_holds_in_memory(cluster, start_operator):
+    """/state: the IPInstances the operator knows, its claims in flight and IPAM's counts, read-only."""
+    operator = await start_operator()
+    port = operator.probe_port
+    uid = cluster.create_pod("p1", annotations={names.ANNOTATION_NETWORK_TYPE: "Underlay"})
+    [instance] = await eventually(lambda: cluster.instances_of("p1"))
+    await eventually(lambda: operator.controller.queue.idle)
+
+    status, text = await get(port, "/state")
+    view = json.loads(text)
+    assert status == 200
+    assert (view["ready"], view["active"], view["details"], view["inflight"]) == (True, True, True, [])
+    assert view["instances"] == {
+        "192-168-56-2": {
+            "address": "192.168.56.2/24",
+            "subnet": "underlay-subnet",
+            "pod": "default/p1",
+            "podUID": uid,
+            "uid": instance["metadata"]["uid"],
+        }
+    }
+    assert view["subnets"]["underlay-subnet"] == {"total": 253, "used": 1, "available": 252}
+    assert view["subnets"]["overlay-subnet"]["used"] == 0
+    summary = json.loads((await get(port, "/state?instances=0"))[1])
+    assert (summary["count"], summary["instances"]) == (1, {})
+    async with aiohttp.ClientSession() as session, session.post(f"http://127.0.0.1:{port}/state") as response:
+        assert response.status == 405
 
 
 async def test_not_ready_until_the_state_is_rebuilt(cluster):

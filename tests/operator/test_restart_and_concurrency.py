@@ -1,190 +1,204 @@
 """Claims stay unique and nothing leaks across restarts, kills and concurrent operators.
 
-Against KMock (no kube-apiserver runs here); what these tests rely on is the one guarantee KMock
-shares with the real API: a second create of one name gets 409.
+On the real API (the session's control plane and operator, see tests/conftest.py): a restarted
+operator keeps every address that is held, collects the orphans and reports conflicts; an operator
+killed with -9 mid-burst leaves, once restarted, one address per family and pod. Two operators
+claiming at once (no Lease), with a kill and deletions, are in tests/api/test_racing_operators.py.
+
+Only the convergence of an operator's memory after it drifted stays on KMock: that drift is a fault
+injected into the operator's state in-process, which no API server can produce on demand.
 """
 
 from __future__ import annotations
 
-import asyncio
-import signal
-import subprocess
-import sys
-import urllib.request
+import ipaddress
+import time
+import uuid
 from collections import Counter
+from collections.abc import Callable
+from typing import Any
 
 import pytest
-from opsupport import NS, eventually
-from realcluster import free_port
+from apitopo import Api, Underlay, fresh_underlay
+from opsupport import eventually
+from podlife import PodLifecycle
+from realcluster import OperatorProcess
 
 from hybridlay import names
 
-FAMILY = names.ANNOTATION_IP_FAMILY
+TYPE, FAMILY = names.ANNOTATION_NETWORK_TYPE, names.ANNOTATION_IP_FAMILY
+UNDERLAY = {TYPE: "Underlay"}
 
 
-def instance_body(name, ip, pod, pod_uid, *, subnet="overlay-subnet", referred=None, version="4"):
+def wait_for(probe: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.1)
+    return found
+
+
+def host(net: Underlay, n: int) -> str:
+    return str(ipaddress.ip_network(net.cidr)[n])
+
+
+def pod_body(name: str, node: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
     return {
-        "apiVersion": f"{names.GROUP}/{names.VERSION}",
-        "kind": "IPInstance",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "annotations": {**UNDERLAY, **(annotations or {})}},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "x"}]},
+    }
+
+
+def instance_body(
+    net: Underlay, n: int, pod: str, namespace: str, pod_uid: str, *, name_of: int | None = None, referred: Any = None
+) -> dict[str, Any]:
+    ip = host(net, n)
+    return {
+        "apiVersion": names.API_VERSION,
+        "kind": names.KIND_IPINSTANCE,
+        "metadata": {"name": host(net, n if name_of is None else name_of).replace(".", "-")},
         "spec": {
-            "network": "overlay-network",
-            "subnet": subnet,
-            "address": {"version": version, "ip": ip},
+            "network": net.network,
+            "subnet": net.subnet,
+            "address": {"version": "4", "ip": f"{ip}/24", "gateway": net.gateway},
             "binding": {
                 "podName": pod,
-                "podNamespace": NS,
+                "podNamespace": namespace,
                 "podUID": pod_uid,
-                "nodeName": "node1",
+                "nodeName": net.nodes[0],
                 "referredObject": referred or {"kind": "Pod", "name": pod, "uid": pod_uid},
             },
         },
     }
 
 
-async def test_start_rebuilds_state_collects_orphans_and_reports_conflicts(cluster, start_operator):
-    keep_uid = cluster.create_pod("keep")
-    odd_uid = cluster.create_pod("odd")
-    web_uid = cluster.statefulset("web")
-    create = cluster.create_custom
-    create("ipinstances", instance_body("100-10-0-7", "100.10.0.7/24", "keep", keep_uid))
-    create("ipinstances", instance_body("100-10-0-8", "100.10.0.8/24", "gone", "uid-of-a-gone-pod"))
-    retained = {"kind": "StatefulSet", "name": "web", "uid": web_uid}
-    create("ipinstances", instance_body("100-10-0-9", "100.10.0.9/24", "web-0", "", referred=retained))
-    dead_sts = {"kind": "StatefulSet", "name": "old", "uid": "uid-of-a-deleted-statefulset"}
-    create("ipinstances", instance_body("100-10-0-10", "100.10.0.10/24", "old-0", "", referred=dead_sts))
-    # A name that is not its address: reported, and both addresses stay blocked.
-    create("ipinstances", instance_body("100-10-0-20", "100.10.0.21/24", "odd", odd_uid))
-
-    operator = await start_operator()
-    await eventually(
-        lambda: sorted(cluster.instances()) == ["100-10-0-20", "100-10-0-7", "100-10-0-9"],
-        what="orphans (pod gone; StatefulSet gone) collected, the rest kept",
-    )
-    [conflict] = await eventually(lambda: cluster.events("IPAddressConflict", about="100-10-0-20"))
-    assert "does not match the address" in conflict["message"]
-
-    # The pod already holding an address gets no second one; new pods get none of the held ones.
-    for i in range(5):
-        cluster.create_pod(f"new-{i}")
-    await eventually(lambda: all(cluster.instances_of(f"new-{i}") for i in range(5)))
-    await eventually(lambda: operator.controller.queue.idle)
-    assert [i["metadata"]["name"] for i in cluster.instances_of("keep")] == ["100-10-0-7"]
-    assert [i["metadata"]["name"] for i in cluster.instances_of("odd")] == ["100-10-0-20"]
-    taken = {i["spec"]["address"]["ip"] for n in range(5) for i in cluster.instances_of(f"new-{n}")}
-    assert not taken & {"100.10.0.7/24", "100.10.0.9/24", "100.10.0.20/24", "100.10.0.21/24"}
+def statefulset(api: Api, namespace: str, name: str) -> str:
+    """A StatefulSet scaled to zero (its ordinals' addresses are kept); its UID."""
+    labels = {"app": name}
+    body = {
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 0,
+            "selector": {"matchLabels": labels},
+            "serviceName": name,
+            "template": {"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
+        },
+    }
+    return str(api.apps.create_namespaced_stateful_set(namespace, body).metadata.uid)
 
 
-def add_big_subnets(cluster):
-    cluster.subnet("overlay-big", "overlay-network", "100.64.0.0/21")
-    cluster.subnet("overlay-big6", "overlay-network", "fd00::/112", version="6")
+def claims(api: Api, network: str) -> dict[str, dict[str, Any]]:
+    return {n: o for n, o in api.instances().items() if o["spec"]["network"] == network}
 
 
-def create_pods(cluster, count, prefix, annotations=None):
-    for i in range(count):
-        cluster.create_pod(f"{prefix}-{i}", node=f"node{1 + i % 3}", annotations=annotations)
-
-
-def holders(cluster):
-    """Pod name → its IPInstances' IP versions."""
+def held_by(api: Api, network: str) -> dict[str, list[str]]:
+    """Pod name → the names of its claims in the network."""
     held: dict[str, list[str]] = {}
-    for instance in cluster.instances().values():
-        held.setdefault(instance["spec"]["binding"]["podName"], []).append(instance["spec"]["address"]["version"])
+    for name, o in sorted(claims(api, network).items()):
+        held.setdefault(o["spec"]["binding"]["podName"], []).append(name)
     return held
 
 
-def metric_sum(port, name, usage):
-    """Sum of one usage of a gauge over its label sets, read from an operator's /metrics."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(f"{name}{{") and f'usageType="{usage}"' in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+@pytest.mark.slow
+def test_a_restarted_operator_keeps_held_addresses_collects_orphans_and_reports_conflicts(
+    real_api: Api, real_operator: OperatorProcess, real_namespace: str
+) -> None:
+    net = fresh_underlay(real_api, nodes=1)  # while the operator runs: its webhooks check the network
+    node = net.nodes[0]
+    real_operator.stop()
+    core, ns = real_api.core, real_namespace
+    keep_uid = core.create_namespaced_pod(ns, pod_body("keep", node)).metadata.uid
+    odd_uid = core.create_namespaced_pod(ns, pod_body("odd", node)).metadata.uid
+    web_uid = statefulset(real_api, ns, "web")
+    create = real_api.custom.create_cluster_custom_object
+    for body in (
+        instance_body(net, 7, "keep", ns, keep_uid),
+        instance_body(net, 8, "gone", ns, str(uuid.uuid4())),  # its pod is gone: an orphan
+        # Kept for an ordinal of a live StatefulSet; and one of a StatefulSet that is gone.
+        instance_body(net, 9, "web-0", ns, "", referred={"kind": "StatefulSet", "name": "web", "uid": web_uid}),
+        instance_body(net, 10, "old-0", ns, "", referred={"kind": "StatefulSet", "name": "old", "uid": "gone-sts"}),
+        # A name that is not its address: reported, and both addresses stay blocked.
+        instance_body(net, 21, "odd", ns, odd_uid, name_of=20),
+    ):
+        create(names.GROUP, names.VERSION, "ipinstances", body)
+
+    real_operator.start()
+    kept = sorted(host(net, n).replace(".", "-") for n in (7, 9, 20))
+    wait_for(lambda: sorted(claims(real_api, net.network)) == kept, "orphans collected, the rest kept")
+    odd = host(net, 20).replace(".", "-")
+    selector = f"involvedObject.name={odd},reason=IPAddressConflict"
+    [conflict] = wait_for(lambda: core.list_namespaced_event("default", field_selector=selector).items, "a report")
+    assert "does not match the address" in conflict.message
+
+    # The pods holding an address get no second one; new pods get none of the held ones.
+    for i in range(5):
+        core.create_namespaced_pod(ns, pod_body(f"new-{i}", node))
+    wait_for(lambda: all(f"new-{i}" in held_by(real_api, net.network) for i in range(5)), "the new pods' addresses")
+    held = held_by(real_api, net.network)
+    assert held["keep"] == [host(net, 7).replace(".", "-")]
+    assert held["odd"] == [odd]
+    taken = {claims(real_api, net.network)[n]["spec"]["address"]["ip"] for i in range(5) for n in held[f"new-{i}"]}
+    assert not taken & {f"{host(net, n)}/24" for n in (7, 9, 20, 21)}
 
 
-def ready(port):
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
+def dual_stack_underlay(api: Api) -> Underlay:
+    """A fresh underlay network with an IPv6 subnet too."""
+    net = fresh_underlay(api, nodes=3)
+    tag = uuid.uuid4().hex[:4]
+    api.subnet(f"{net.subnet}6", net.network, f"fd00:{tag}::/120", version="6", gateway=f"fd00:{tag}::1")
+    return net
 
 
 @pytest.mark.slow
-async def test_two_active_operators_and_a_burst_of_500_pods_hold_no_address_twice(cluster, operator_env, tmp_path):
-    """Two operator processes, both active (no Lease): uniqueness rests on the API's one object per name."""
-    add_big_subnets(cluster)
-    ports = [free_port(), free_port()]
-    logs = [(tmp_path / f"operator-{i}.log").open("w") for i in range(2)]
-    processes = [
-        start_operator_process(dict(operator_env, PROBE_PORT=str(port), POD_NAME=f"op-{i}"), log)
-        for i, (port, log) in enumerate(zip(ports, logs, strict=True))
-    ]
-    try:
-        await eventually(lambda: all(ready(port) for port in ports), timeout=30, what="both operators ready")
-        await asyncio.to_thread(create_pods, cluster, 500, "burst")
-        # Both may claim for one pod at the same moment; they agree on which claim stays.
-        await eventually(
-            lambda: len(holders(cluster)) == 500 and len(cluster.instances()) == 500,
+def test_killing_the_operator_mid_burst_then_restarting_leaves_one_address_per_family(
+    real_api: Api, real_operator: OperatorProcess, real_namespace: str
+) -> None:
+    net = dual_stack_underlay(real_api)
+    count = 120
+    with PodLifecycle(real_api.client, real_namespace, place=lambda _: None):
+        for i in range(count):
+            real_api.core.create_namespaced_pod(
+                real_namespace, pod_body(f"ds-{i}", net.nodes[i % 3], {FAMILY: "DualStack"})
+            )
+            if i == count // 3:
+                wait_for(lambda: len(claims(real_api, net.network)) >= 40, "the burst under way")
+                real_operator.kill()  # no clean-up, no lease hand-over: mid-claim
+        assert len(claims(real_api, net.network)) < 2 * count, "killed too late to test anything"
+        real_operator.start()
+        wait_for(
+            lambda: Counter(map(len, held_by(real_api, net.network).values())) == Counter({2: count}),
+            "every pod dual-stack",
             timeout=120,
-            what="every pod holding exactly one address",
         )
-        held = holders(cluster)
-        assert all(versions == ["4"] for versions in held.values())
-        addresses = Counter(i["spec"]["address"]["ip"] for i in cluster.instances().values())
-        assert max(addresses.values()) == 1
-        # Each operator's own accounting (its metrics) agrees with the API: 500 addresses in use.
-        for port in ports:
-            await eventually(lambda port=port: metric_sum(port, "subnet_ip_usage", "used") == 500, timeout=30)
-        # Both took part: each reported allocations of its own (Events name the reporting instance).
-        await eventually(
-            lambda: {e.get("reportingInstance") for e in cluster.events("IPAllocationSucceed")} == {"op-0", "op-1"},
-            timeout=30,
-            what="allocations by both operators",
-        )
-    finally:
-        for process in processes:
-            process.kill()
-            process.wait(timeout=10)
-        for log in logs:
-            log.close()
+    found = claims(real_api, net.network)
+    versions = {(o["spec"]["binding"]["podName"], o["spec"]["address"]["version"]) for o in found.values()}
+    assert versions == {(f"ds-{i}", v) for i in range(count) for v in ("4", "6")}
+    uids = {p.metadata.name: p.metadata.uid for p in real_api.core.list_namespaced_pod(real_namespace).items}
+    assert all(uids[o["spec"]["binding"]["podName"]] == o["spec"]["binding"]["podUID"] for o in found.values())
 
 
-def start_operator_process(env, log):
-    return subprocess.Popen([sys.executable, "-m", "hybridlay_operator"], env=env, stdout=log, stderr=subprocess.STDOUT)
+async def test_resync_converges_memory_that_drifted_from_the_api(cluster, start_operator):
+    """KMock: the drift is injected into the operator's memory (an address IPAM holds for nobody, a
+    claim it forgot, one it remembers that does not exist), a fault no API server can produce."""
+    operator = await start_operator(resync_seconds=1)
+    controller = operator.controller
+    for i in range(3):
+        cluster.create_pod(f"p-{i}")
+    await eventually(lambda: all(cluster.instances_of(f"p-{i}") for i in range(3)))
+    await eventually(lambda: controller.queue.idle and controller.details)
+    real = set(cluster.instances())
+    [forgotten] = cluster.instances_of("p-0")
+    controller._forget(controller.instances[forgotten["metadata"]["name"]])
+    leaked = controller.ipam.allocate("overlay-network", "ghost/pod")[0]
+    ghost = controller.instances[next(iter(real - {forgotten["metadata"]["name"]}))]
+    controller.instances["100-10-0-99"] = ghost
+    drifted = controller.view()
+    assert set(drifted["instances"]) != real
 
+    def converged() -> bool:
+        view = controller.view()
+        return set(view["instances"]) == real and view["subnets"]["overlay-subnet"]["used"] == len(real)
 
-@pytest.mark.slow
-async def test_killing_the_operator_mid_burst_then_restarting_leaves_one_address_per_family(
-    cluster, operator_env, tmp_path
-):
-    add_big_subnets(cluster)
-    count = 300
-    log = (tmp_path / "operator.log").open("w")
-    process = start_operator_process(operator_env, log)
-    try:
-        await asyncio.to_thread(create_pods, cluster, count, "ds", {FAMILY: "DualStack"})
-        await eventually(lambda: len(cluster.instances()) >= 60, timeout=60, what="the burst under way")
-        process.send_signal(signal.SIGKILL)  # no cleanup, no lease hand-over: mid-claim
-        process.wait(timeout=10)
-        killed_with = len(cluster.instances())
-        assert killed_with < 2 * count, "killed too late to test anything"
-
-        process = start_operator_process(operator_env, log)
-        await eventually(lambda: len(holders(cluster)) == count, timeout=120, what="every pod holding addresses")
-        await eventually(lambda: len(cluster.instances()) >= 2 * count, timeout=60, what="every pod dual-stack")
-    finally:
-        process.kill()
-        process.wait(timeout=10)
-        log.close()
-    held = holders(cluster)
-    assert {pod: sorted(v) for pod, v in held.items()} == {f"ds-{i}": ["4", "6"] for i in range(count)}
-    pod_uids = {p["metadata"]["name"]: p["metadata"]["uid"] for p in cluster.api.objects("v1/pods")}
-    orphans = [
-        i["metadata"]["name"]
-        for i in cluster.instances().values()
-        if pod_uids.get(i["spec"]["binding"]["podName"]) != i["spec"]["binding"]["podUID"]
-    ]
-    assert orphans == []
+    await eventually(converged, timeout=10, what="memory equal to the API again")
+    assert controller.ipam.holder_is(leaked.address, "ghost/pod") is False
