@@ -16,6 +16,8 @@ mkdir -p "$collections/ansible_collections/hybridlay"
 ln -sfn "$here" "$collections/ansible_collections/hybridlay/fabric"
 export ANSIBLE_COLLECTIONS_PATH="$collections"
 export ANSIBLE_RETRY_FILES_ENABLED=0
+# The lab's seven hosts at once.
+export ANSIBLE_FORKS="${ANSIBLE_FORKS:-10}"
 # Multi-line results (the connectivity matrix, hybridlay status) shown as they are, not as JSON strings.
 export ANSIBLE_CALLBACK_RESULT_FORMAT="${ANSIBLE_CALLBACK_RESULT_FORMAT:-yaml}"
 
