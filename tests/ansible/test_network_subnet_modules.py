@@ -9,7 +9,6 @@ The session's cluster is shared: each test works on a VLAN network, subnet, CIDR
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from typing import Any
 
 import kubernetes
 import pytest
-from apitopo import GROUP, VERSION, Api
+from apitopo import GROUP, VERSION, Api, until
 from realcluster import RealCluster
 
 from hybridlay import names
@@ -100,15 +99,6 @@ def stored(api: Api, plural: str, name: str) -> dict[str, Any] | None:
         if e.status == 404:
             return None
         raise
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout:.0f} s: {what}", pytrace=False)
-        time.sleep(0.1)
-    return value
 
 
 def test_network_create_idempotent_update_and_immutable_fields(module: Module, real_api: Api, plan: Plan) -> None:

@@ -20,7 +20,6 @@ import base64
 import contextlib
 import json
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import kubernetes
 import pytest
 import yaml
+from apitopo import until
 from cryptography import x509
 from realcluster import SYSTEM_NAMESPACE, OperatorProcess, RealCluster, Unavailable, free_port, under_ci
 
@@ -69,15 +69,6 @@ def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluste
         for node in NODES:
             core.create_node({"metadata": {"name": node}})
         yield cluster
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout:.0f} s: {what}", pytrace=False)
-        time.sleep(0.2)
-    return value
 
 
 class Objects:
@@ -143,7 +134,7 @@ def objects(own_cluster: RealCluster) -> Objects:
             found.ext.delete_custom_resource_definition(crd)
     with contextlib.suppress(kubernetes.client.ApiException):
         found.core.delete_namespace(SYSTEM_NAMESPACE)
-    until(lambda: not found.crds() and not found.namespace_exists(SYSTEM_NAMESPACE), "a bare cluster")
+    until(lambda: not found.crds() and not found.namespace_exists(SYSTEM_NAMESPACE), "a bare cluster", timeout=60)
     return found
 
 
@@ -293,7 +284,7 @@ def test_site_cluster_stages_idempotent_then_uninstall(
     core.delete_namespaced_pod("web-0", "shop", grace_period_seconds=0)
     core.delete_namespace("shop")
     assert objects.ours("subnets") == {} and objects.ours("networks") == {}
-    until(lambda: not objects.crds(), "the CRDs removed")
+    until(lambda: not objects.crds(), "the CRDs removed", timeout=60)
     assert not objects.webhook_configurations()
     assert all(SELECTOR not in node_labels for node_labels in objects.labels().values())
 
@@ -321,7 +312,7 @@ def test_kubernetes_mode_installs_what_the_api_server_accepts_idempotently_and_r
     rc, out = playbook("uninstall.yml", "--tags", "install")
     assert rc == 0, _failures(out)
     assert not objects.webhook_configurations()
-    until(lambda: not objects.crds(), "the CRDs removed")
+    until(lambda: not objects.crds(), "the CRDs removed", timeout=60)
     assert not objects.apps.list_namespaced_deployment(SYSTEM_NAMESPACE).items
     assert not objects.apps.list_namespaced_daemon_set(SYSTEM_NAMESPACE).items
 

@@ -8,15 +8,13 @@ confirms their deletion as their kubelet would.
 from __future__ import annotations
 
 import uuid
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes
 from apitopo import Api, fresh_underlay, until
 from podlife import PodLifecycle
 
 from hybridlay import names
-
-T = TypeVar("T")
 
 # The namespace controller checks again after the longest grace period of the pods it is waiting for.
 POD_SPEC = {"terminationGracePeriodSeconds": 1, "containers": [{"name": "app", "image": "registry.example/app:1"}]}

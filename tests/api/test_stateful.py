@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import uuid
 from collections.abc import Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import kubernetes
 import pytest
@@ -23,8 +23,6 @@ from podlife import PodLifecycle
 from realcluster import OPERATOR_SA, SYSTEM_NAMESPACE, OperatorProcess, RealCluster
 
 from hybridlay import names
-
-T = TypeVar("T")
 
 SPECIFIED_NETWORK = names.ANNOTATION_SPECIFIED_NETWORK
 # The operator collects orphans at each resync: RESYNC_SECONDS while this module's tests wait for one.

@@ -17,15 +17,14 @@ import re
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 import pytest
 import yaml
-from apitopo import OVERLAY, Api, fresh_underlay
+from apitopo import OVERLAY, Api, fresh_underlay, until
 from realcluster import MANIFESTS, RealCluster, Unavailable, under_ci
 
 from hybridlay import names
@@ -36,15 +35,6 @@ GROUP, VERSION = "networking.hybridlay.io", "v1"
 PLURALS = ("networks", "subnets", "ipinstances")
 # The default columns of web-0's IPv4 address (docs/examples/ipinstances.yaml).
 WEB0_V4_ROW = ["100.10.0.5/16", "shop/web-0", "node1", "overlay-v4", "overlay", "02:12:34:5a:0b:7c", "yes"]
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {timeout:.0f} s: {what}", pytrace=False)
-        time.sleep(0.1)
-    return value
 
 
 @pytest.fixture(scope="module")
