@@ -53,9 +53,15 @@ CONFLICT_RETRY_SECONDS = 0.1
 # losing means the other operator is fast, not that addresses are short.
 MAX_LOST_CLAIMS = 32
 CONTENTION_RETRY_SECONDS = 0.2
-# How long after the last sign of another active operator each pod's search starts at its own point.
+# Every operator creates its claims as field manager ``hybridlay-operator/<identity>``: the managers
+# of claims another made tell which other operators are active (the Lease aside).
+FIELD_MANAGER = "hybridlay-operator"
+# A pod another active operator is preferred for waits this long for its claim before claiming itself.
+YIELD_SECONDS = 1.0
+# How long another operator counts as active after the last claim of its we saw.
 CONTENTION_SECONDS = 30.0
 STATUS_FLUSH_SECONDS = 1.0
+BUSY_FLUSH_SECONDS = 5.0
 RELIST_TIMEOUT_SECONDS = 300.0
 # UIDs of deleted IPInstances remembered between relists, so a late answer cannot bring one back.
 GONE_LIMIT = 10_000
@@ -141,7 +147,9 @@ class Controller:
         self._gone: dict[str, None] = {}  # UIDs of IPInstances seen deleted since the last list
         self._reported: set[str] = set()  # address conflicts already reported
         self._invalid: set[str] = set()  # malformed IPInstances already warned about
-        self._contended_until = 0.0
+        self.manager = f"{FIELD_MANAGER}/{config.identity}"[:128]  # the API's limit for a field manager
+        self._peers: dict[str, float] = {}  # field manager of another active operator → when last seen
+        self._yielded: dict[str, float] = {}  # pod key → when we first left it to a peer
         self._first_seen: dict[str, float] = {}  # pod key → when it first needed addresses
         self._waiting: set[str] = set()  # pods waiting for a network, subnet, node or free address
         self._failures: dict[str, str] = {}  # pod key → last failure reported (not repeated on retries)
@@ -391,16 +399,11 @@ class Controller:
                 logger.warning("IPInstance %s claims nothing IPAM knows: %s", name, e)
         # else: we are claiming that address right now; our create gets 409 and takes this holder,
         # or this is our own create, its event ahead of its answer.
-        owner = instance.owner_key
-        claimed_too = self.held.get(owner, set()) - {name} or any(
-            n != name and o == owner for n, (_, _, o, _) in self._inflight.items()
-        )
+        self._note_peers(meta)
         self._remember(instance, uid, version)
         self._mark_dirty(instance)
         if self.active:
-            if claimed_too:
-                self._contention_seen()  # another operator claims for the pods we claim for
-            self.queue.add(owner)  # its pod may now hold one too many
+            self.queue.add(instance.owner_key)  # its pod may now hold one too many
 
     def observe_pod(self, kind: str, obj: Mapping[str, Any]) -> None:
         key = d.key_of(obj)
@@ -413,6 +416,7 @@ class Controller:
 
     def _drop_pod(self, key: str) -> None:
         self.pods.pop(key, None)
+        self._yielded.pop(key, None)
         self._failures.pop(key, None)
         self._first_seen.pop(key, None)
 
@@ -516,14 +520,45 @@ class Controller:
 
     # --- contention between active operators ------------------------------------------------------------
 
-    def _contention_seen(self) -> None:
-        """Another operator claims addresses too (we lost a claim, or saw one we did not make)."""
-        if not self._contended():
-            logger.info("another active operator claims addresses: each pod's search now starts at its own point")
-        self._contended_until = time.monotonic() + CONTENTION_SECONDS
+    def _note_peers(self, meta: Mapping[str, Any]) -> None:
+        """Record the other operators that made (or changed) a claim, by its field managers."""
+        for entry in meta.get("managedFields") or ():
+            manager = entry.get("manager") if isinstance(entry, Mapping) else None
+            if isinstance(manager, str) and manager.startswith(f"{FIELD_MANAGER}/") and manager != self.manager:
+                if manager not in self._peers and self.active:
+                    logger.info("%s claims addresses too: pods are shared out, searches start apart", manager)
+                self._peers[manager] = time.monotonic()
+
+    def _active_peers(self) -> list[str]:
+        """The other operators that made a claim lately."""
+        now = time.monotonic()
+        for manager, seen in list(self._peers.items()):
+            if now - seen > CONTENTION_SECONDS:
+                del self._peers[manager]
+        return sorted(self._peers)
 
     def _contended(self) -> bool:
-        return time.monotonic() < self._contended_until
+        return bool(self._active_peers())
+
+    def _leave_to_peer(self, key: str, uid: str) -> bool:
+        """Whether another active operator is the one for this pod, and has not had a second yet.
+
+        Each pod goes to one of the active operators (the highest hash of operator and pod: every
+        operator that knows the same peers computes the same one), so two operators do not both
+        claim for every pod. If the chosen one has not claimed within ``YIELD_SECONDS`` (it is slow,
+        or gone), this one claims."""
+        peers = self._active_peers()
+        if not peers:
+            return False
+        chosen = max([self.manager, *peers], key=lambda m: hashlib.blake2b(f"{m}/{uid or key}".encode()).digest())
+        if chosen == self.manager:
+            return False
+        first = self._yielded.setdefault(key, time.monotonic())
+        left = YIELD_SECONDS - (time.monotonic() - first)
+        if left <= 0:
+            return False
+        self.queue.add_later(key, left)
+        return True
 
     def _spread(self, seed: str, network: str, versions: list[int], subnets: Mapping[int, str]) -> dict[int, str]:
         """The subnets to allocate from, and the start of each one's search, chosen by the pod (a hash
@@ -740,8 +775,11 @@ class Controller:
         missing = [v for v in request.family.versions if not any(i.address.version == str(v) for i in held)]
         if not missing:
             self._first_seen.pop(key, None)
+            self._yielded.pop(key, None)
             return
         self._first_seen.setdefault(key, time.monotonic())
+        if not request.ip_pool and self._leave_to_peer(key, uid):
+            return
         namespace_uid = str(((namespace or {}).get("metadata") or {}).get("uid") or "")
         await self._allocate(key, pod, request, held, missing, namespace_uid)
 
@@ -929,7 +967,7 @@ class Controller:
     async def _create(self, allocation: Allocation, body: dict[str, Any], key: str) -> str:
         name = allocation.instance_name
         try:
-            stored = await self.kube.create_object(custom_path(names.PLURAL_IPINSTANCE), body)
+            stored = await self.kube.create_object(custom_path(names.PLURAL_IPINSTANCE), body, self.manager)
         except BaseException:
             self._settle(allocation, key)
             raise
@@ -958,6 +996,8 @@ class Controller:
         if holder is None or holder.terminating or holder.owner_key == key:
             raw = await self.kube.get(custom_path(names.PLURAL_IPINSTANCE, name))
             holder = self._remember_stored(raw) if raw is not None else None
+            if raw is not None:
+                self._note_peers(raw.get("metadata") or {})
         ours = holder is not None and holder.owner_key == key and holder.binding.pod_uid == pod_uid
         self._inflight.pop(name, None)
         if holder is None or holder.owner_key != key:
@@ -968,8 +1008,6 @@ class Controller:
             self._mark_dirty(holder)
             if not ours and self.active:
                 self.queue.add(holder.owner_key)  # its pod may now hold one too many
-        if holder is not None and self.active:
-            self._contention_seen()  # another operator claims too, for this pod or for another
         if ours:
             return _OURS
         logger.debug("address %s was claimed by someone else first; taking the next", allocation.address)
@@ -1083,6 +1121,7 @@ class Controller:
             if holding and not self.active:
                 logger.info("%s is now the active instance", self.config.identity)
                 self.active = True
+                self._peers.clear()  # the operators whose claims we saw were active before: no more
                 for key in self._recheck_keys():
                     self.queue.add(key)
                 if self._resynced:  # else the first resync, still to come, collects the orphans
@@ -1095,10 +1134,14 @@ class Controller:
     # --- status, node labels, metrics ----------------------------------------------------------------------
 
     async def _flush_loop(self) -> None:
+        last = 0.0
         while True:
             await asyncio.sleep(STATUS_FLUSH_SECONDS)
-            if not self.active:
+            # In a burst of claims the counts change with every pod: written less often then, so
+            # the API's writes go to the claims; the last counts are written once the burst is over.
+            if not self.active or (not self.queue.idle and time.monotonic() - last < BUSY_FLUSH_SECONDS):
                 continue
+            last = time.monotonic()
             try:
                 await self.flush_status()
             except Exception:
@@ -1244,11 +1287,17 @@ class _PodListing:
         self._found: dict[str, dict[str, Any]] = {}
 
     def listing(self) -> Callable[[dict[str, Any]], None]:
+        controller = self.controller
         found: dict[str, dict[str, Any]] = {}
         self._found = found
 
         def on_item(obj: dict[str, Any]) -> None:
-            found[d.key_of(obj)] = cache.slim_pod(obj)
+            # Each pod is taken at once, not at the end of the list: a burst's first claims go out
+            # while the rest of the list is still read.
+            key = d.key_of(obj)
+            found[key] = controller.pods[key] = cache.slim_pod(obj)
+            if controller.active:
+                controller.queue.add(key)
 
         return on_item
 
@@ -1258,9 +1307,7 @@ class _PodListing:
         gone = controller.pods.keys() - found.keys()
         for key in gone:
             controller._drop_pod(key)
-        controller.pods.update(found)
-        if controller.active:
-            for key in (*gone, *found):
+            if controller.active:
                 controller.queue.add(key)
         controller._undefer()
 

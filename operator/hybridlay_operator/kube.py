@@ -324,10 +324,12 @@ class Kube:
         """Create; False when the name is taken (409): for an IPInstance, someone holds that address."""
         return await self.create_object(path, body) is not None
 
-    async def create_object(self, path: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        """Create and return the object as stored; None when the name is taken (409)."""
+    async def create_object(self, path: str, body: dict[str, Any], field_manager: str = "") -> dict[str, Any] | None:
+        """Create and return the object as stored (``field_manager`` names the writer in its
+        managedFields); None when the name is taken (409)."""
+        query = [("fieldManager", field_manager)] if field_manager else None
         try:
-            result: dict[str, Any] = await self.request("POST", path, body)
+            result: dict[str, Any] = await self.request("POST", path, body, query=query)
         except ApiError as e:
             if e.status == 409:
                 return None
