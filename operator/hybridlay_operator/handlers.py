@@ -75,15 +75,17 @@ def build_registry(controller: Controller, webhooks: bool) -> kopf.OperatorRegis
 
 def register_webhooks(registry: kopf.OperatorRegistry, controller: Controller) -> None:
 
-    def validating(plural: str, handler_id: str, review: Callable[..., list[Violation]]) -> None:
+    def validating(plural: str, kind: str, handler_id: str, review: Callable[..., list[Violation]]) -> None:
         @kopf.on.validate(
             group=names.GROUP, version=names.VERSION, plural=plural, operations=CRUD, id=handler_id, registry=registry
         )
         async def validate(**kwargs: Any) -> None:
-            deny_if(review(controller, kwargs["operation"], _raw(kwargs["new"]), _raw(kwargs["old"])))
+            operation = kwargs["operation"]
+            view = await admission.cluster_view(controller.kube, kind, operation, kwargs.get("name") or "")
+            deny_if(review(view, operation, _raw(kwargs["new"]), _raw(kwargs["old"])))
 
-    validating(names.PLURAL_NETWORK, "validate-network", admission.review_network)
-    validating(names.PLURAL_SUBNET, "validate-subnet", admission.review_subnet)
+    validating(names.PLURAL_NETWORK, names.KIND_NETWORK, "validate-network", admission.review_network)
+    validating(names.PLURAL_SUBNET, names.KIND_SUBNET, "validate-subnet", admission.review_subnet)
 
     # Pod creation is never blocked by an unavailable operator (failurePolicy Ignore).
     pods: dict[str, Any] = {"group": "", "version": "v1", "plural": "pods", "operations": CREATE}
@@ -94,5 +96,7 @@ def register_webhooks(registry: kopf.OperatorRegistry, controller: Controller) -
         deny_if(admission.review_pod(controller, dict(body), namespace or ""))
 
     @kopf.on.mutate(id="mutate-pod", **pods)
-    async def mutate_pod(body: Any, namespace: str | None, patch: kopf.Patch, **_: Any) -> None:
+    async def mutate_pod(body: Any, namespace: str | None, patch: kopf.Patch, warnings: list[str], **_: Any) -> None:
+        # Warned here, where the pod is still as written: the mutation writes our keys over Hybridnet's.
+        warnings.extend(admission.pod_warnings(controller, dict(body), namespace or ""))
         patch.update(admission.pod_mutation(controller, dict(body), namespace or ""))

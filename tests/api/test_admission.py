@@ -976,3 +976,66 @@ def pod_of(api: Api, namespace: str, name: str) -> dict[str, Any] | None:
         if e.status == 404:
             return None
         raise
+
+
+# --- what admission reads, and what it tells the pod's creator (issues 13 and 15) -----------------
+
+
+def warnings_of(api: Api, namespace: str, body: dict[str, Any]) -> list[str]:
+    """Create the pod; the warnings the API server passed on from the webhook (HTTP Warning headers)."""
+    response = api.core.create_namespaced_pod(namespace, body, _preload_content=False)
+    return [w.partition('"')[2].rpartition('"')[0] for w in response.headers.getlist("Warning")]
+
+
+def test_a_subnet_made_right_after_its_network_is_judged_by_the_api_not_a_trailing_cache(objs: Objects) -> None:
+    """The webhooks read Networks and Subnets from the API: from the operator's watch cache, about one
+    Subnet in 30 made right after its Network was refused ("does not exist")."""
+    for _ in range(20):
+        net = objs.network(unique("net"), net_id=7, selector={TEST_LABEL: unique("rack")})
+        cidr = free_cidr(objs.api)
+        objs.subnet(unique("sub"), net, str(cidr), gateway=str(cidr[1]))
+
+
+def test_ignored_pools_and_hybridnets_keys_reach_the_pods_creator_as_warnings(
+    real_api: Api, real_namespace: str
+) -> None:
+    said = warnings_of(real_api, real_namespace, pod_body("pooled", annotations={POOL: "100.64.0.50"}))
+    assert said == [f"{A(POOL)} is ignored: only pods of a stateful workload (StatefulSet) take their ordinal's entry"]
+    alias = names.hybridnet_alias(NET)
+    said = warnings_of(real_api, real_namespace, pod_body("aliased", annotations={alias: UNDERLAY}))
+    assert said == [f"metadata.annotations[{alias}] is Hybridnet's key: hybridlay reads it, but use {NET}"]
+    assert pod_of(real_api, real_namespace, "aliased")["metadata"]["annotations"][NET] == UNDERLAY
+
+
+def test_a_stateful_pod_asking_for_another_network_than_its_kept_address_is_refused(
+    objs: Objects, real_namespace: str
+) -> None:
+    rack = {TEST_LABEL: unique("rack")}
+    node = objs.node(rack)
+    net = objs.network(unique("net"), net_id=7, selector=rack)
+    cidr = free_cidr(objs.api)
+    objs.subnet(unique("sub"), net, str(cidr), gateway=str(cidr[1]))
+    labels = {"app": "web"}
+    template = {
+        "metadata": {"labels": labels, "annotations": {NET: net}},
+        "spec": {"containers": [{"name": "c", "image": "x"}]},
+    }
+    spec = {"replicas": 1, "serviceName": "web", "selector": {"matchLabels": labels}, "template": template}
+    api = objs.api
+    with PodLifecycle(api.client, real_namespace, lambda _: node):
+        made = api.apps.create_namespaced_stateful_set(real_namespace, {"metadata": {"name": "web"}, "spec": spec})
+        [kept] = until(lambda: list(api.instances_of(real_namespace, "web-0").values()), "web-0's address")
+        api.apps.patch_namespaced_stateful_set_scale("web", real_namespace, {"spec": {"replicas": 0}})
+        until(lambda: pod_of(api, real_namespace, "web-0") is None, "web-0 gone, its address kept")
+    owner = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "name": "web",
+        "uid": made.metadata.uid,
+        "controller": True,
+    }
+    moved = pod_body("web-0", annotations={NET: OVERLAY})
+    moved["metadata"]["ownerReferences"] = [owner]
+    said = denial("pods", lambda: api.core.create_namespaced_pod(real_namespace, moved))
+    address = kept["spec"]["address"]["ip"].partition("/")[0]
+    assert f"{A(NET)} {OVERLAY} differs from network {net} of the address {address} this pod keeps" in said
