@@ -63,6 +63,8 @@ class Operator:
         self.probe_port = 0
 
     async def run(self, stop_flag: asyncio.Event | None = None) -> None:
+        # The state's first reads overlap kopf's own start (login, API discovery): ready sooner.
+        self.controller.prefetch()
         app = probes.build_app(self.controller.metrics, lambda: self.controller.ready, self.controller.view)
         runner, self.probe_port = await probes.serve(app, self.probe_host, self.config.probe_port)
         try:
