@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).parent / "support"))
 
 from apitopo import Api, make_shared_topology
 from kapi import RunningAPI
-from realcluster import OperatorProcess, RealCluster, Unavailable, under_ci
+from realcluster import OperatorProcess, RealCluster, own_cluster
 
 
 @pytest.fixture
@@ -40,20 +40,9 @@ def kubeconfig(kube_api: RunningAPI, tmp_path: Path) -> Path:
     return kube_api.write_kubeconfig(tmp_path / "kubeconfig")
 
 
-def _unavailable(reason: str) -> None:
-    if under_ci():
-        pytest.fail(f"real Kubernetes API unavailable under CI: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def _control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
-    try:
-        cluster = RealCluster(tmp_path_factory.mktemp("kube"))
-    except Unavailable as e:
-        _unavailable(str(e))
-    with cluster:
-        yield cluster
+    yield from own_cluster(tmp_path_factory.mktemp("kube"))
 
 
 @pytest.fixture

@@ -26,10 +26,11 @@ from typing import Any
 
 import kubernetes
 import pytest
+import realcluster
 import yaml
 from apitopo import until
 from cryptography import x509
-from realcluster import SYSTEM_NAMESPACE, OperatorProcess, RealCluster, Unavailable, free_port, under_ci
+from realcluster import SYSTEM_NAMESPACE, OperatorProcess, RealCluster, free_port
 
 from hybridlay import names
 
@@ -44,27 +45,10 @@ Playbook = Callable[..., tuple[int, dict[str, Any]]]
 NO_OPERATOR_WAIT = {"install_wait_seconds": 0}
 
 
-class BareCluster(RealCluster):
-    """A control plane without our manifests: the install role is what applies them here."""
-
-    def apply_manifests(self) -> None:
-        pass
-
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Any:
-        if name == "kube-apiserver":
-            argv = [*argv, "--allow-privileged=true"]
-        return super()._spawn(name, argv, env)
-
-
 @pytest.fixture(scope="module")
 def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
-    try:
-        cluster = BareCluster(tmp_path_factory.mktemp("playbooks-kube"))
-    except Unavailable as e:
-        if under_ci():
-            pytest.fail(str(e), pytrace=False)
-        pytest.skip(str(e))
-    with cluster:
+    # Bare: the install role is what applies our manifests here.
+    for cluster in realcluster.own_cluster(tmp_path_factory.mktemp("playbooks-kube"), with_manifests=False):
         core = kubernetes.client.CoreV1Api(cluster.client())
         for node in NODES:
             core.create_node({"metadata": {"name": node}})

@@ -23,9 +23,10 @@ from typing import Any
 
 import kubernetes
 import pytest
+import realcluster
 import yaml
 from apitopo import OVERLAY, Api, fresh_underlay, until
-from realcluster import MANIFESTS, RealCluster, Unavailable, under_ci
+from realcluster import MANIFESTS, RealCluster
 
 from hybridlay import names
 from hybridlay_cli.main import main
@@ -39,14 +40,7 @@ WEB0_V4_ROW = ["100.10.0.5/16", "shop/web-0", "node1", "overlay-v4", "overlay", 
 
 @pytest.fixture(scope="module")
 def own_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
-    try:
-        cluster = RealCluster(tmp_path_factory.mktemp("cli-kube"))
-    except Unavailable as e:
-        if under_ci():
-            pytest.fail(str(e), pytrace=False)
-        pytest.skip(str(e))
-    with cluster:
-        yield cluster
+    yield from realcluster.own_cluster(tmp_path_factory.mktemp("cli-kube"))
 
 
 @pytest.fixture

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import kubernetes
+import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -159,6 +160,8 @@ class RealCluster:
 
     workdir: Path
     binaries: Path = field(default_factory=lambda: kube_binaries(("kube-apiserver", "kube-controller-manager")))
+    # False: the CRDs, namespace and RBAC are not applied (a test installs them its own way).
+    with_manifests: bool = True
     processes: list[Process] = field(default_factory=list)
     port: int = 0
     admin_token: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -215,6 +218,8 @@ class RealCluster:
                 "--authorization-mode=Node,RBAC",
                 f"--token-auth-file={tokens}",
                 "--profiling=false",
+                # The agent's DaemonSet runs privileged (it programs the node's network).
+                "--allow-privileged=true",
                 # The operator benchmark creates thousands of objects a second from one client.
                 "--max-requests-inflight=800",
                 "--max-mutating-requests-inflight=400",
@@ -237,7 +242,8 @@ class RealCluster:
                 "--concurrent-gc-syncs=10",
             ],
         )
-        self.apply_manifests()
+        if self.with_manifests:
+            self.apply_manifests()
         self._wait_for_default_service_account()
 
     def stop(self) -> None:
@@ -416,6 +422,19 @@ class RealCluster:
                     admission.delete_validating_webhook_configuration(name)
                 else:
                     admission.delete_mutating_webhook_configuration(name)
+
+
+def own_cluster(workdir: Path, with_manifests: bool = True) -> Iterator[RealCluster]:
+    """For a module fixture that needs a control plane of its own (a cluster the shared one cannot
+    be, said in the module's docstring): skipped without the binaries, failed under CI."""
+    try:
+        cluster = RealCluster(workdir, with_manifests=with_manifests)
+    except Unavailable as e:
+        if under_ci():
+            pytest.fail(f"real Kubernetes API unavailable under CI: {e}", pytrace=False)
+        pytest.skip(str(e))
+    with cluster:
+        yield cluster
 
 
 @contextlib.contextmanager
