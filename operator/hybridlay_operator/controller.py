@@ -276,9 +276,11 @@ class Controller:
         """Make a complete listing the state: the cache, who holds what, and IPAM rebuilt from it
         (with the addresses being claimed right now kept). Whatever memory had drifted from the API
         (a missed event, a claim given up half-way) is gone after this."""
-        changed = found.keys() ^ self.instances.keys()
-        owners = {self.instances[n].owner_key for n in changed if n in self.instances}
-        owners |= {found[n].owner_key for n in changed if n in found}
+        owners: set[str] = set()
+        if self.active and self.details:  # at start, the pods' own listing queues them
+            changed = found.keys() ^ self.instances.keys()
+            owners = {self.instances[n].owner_key for n in changed if n in self.instances}
+            owners |= {found[n].owner_key for n in changed if n in found}
         self.instances, self._meta = found, metas
         held: dict[str, set[str]] = defaultdict(set)
         for name, instance in found.items():
@@ -301,9 +303,8 @@ class Controller:
         self._dirty_subnets.update(self.subnets)
         self._dirty_networks.update(self.networks)
         self._nodes_dirty = True
-        if self.active and self.details:  # at start, the pods' own listing queues them
-            for owner in owners:
-                self.queue.add(owner)
+        for owner in owners:
+            self.queue.add(owner)
 
     def _replace(self, found: dict[str, IPInstance], metas: dict[str, tuple[str, str]]) -> None:
         """A complete list has been read: it becomes the state, except for the IPInstances we wrote
