@@ -36,7 +36,7 @@ UP_GOAL_SECONDS = 360
 # changed meanwhile (other work on the same checkout), then imported and its pods restarted.
 IMAGE_TASKS = (
     "hybridlay's image (Containerfile)",
-    "Its archive for the nodes (saved again only when the image changed)",
+    "Its archive for the nodes (saved once per build of the image)",
     "Images in containerd (nothing is pulled)",
     "Restart hybridlay's pods on a new image",
 )
@@ -94,7 +94,9 @@ class Lab:
                      "-e", f"lab_api_published_port={self.port}", "-e", f"lab_install_mode={mode}"]  # fmt: skip
 
     def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return lab(*self.args, *args, env=env)
+        """lab.sh [PLAYBOOK] with this lab's settings and ``args``."""
+        playbook = [a for a in args[:1] if a.endswith(".yml")]
+        return lab(*playbook, *self.args, *args[len(playbook):], env=env)
 
     def on(self, host: str, *command: str) -> subprocess.CompletedProcess[str]:
         return in_lab(self.prefix, host, *command)
