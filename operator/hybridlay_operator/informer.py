@@ -59,10 +59,13 @@ class Informer:
                 if self._relist:
                     await self._list()
                 self._watch = asyncio.create_task(self._follow(), name=f"watch-{self.name}")
+                started = asyncio.get_running_loop().time()
                 await asyncio.wait([self._watch])
                 watch, self._watch = self._watch, None
                 if not watch.cancelled():
                     watch.result()
+                    if asyncio.get_running_loop().time() - started < 1:
+                        await asyncio.sleep(1)  # a server that ends every watch at once is not asked in a loop
                 failures = 0
             except asyncio.CancelledError:
                 if self._watch is not None:
