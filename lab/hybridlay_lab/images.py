@@ -8,9 +8,10 @@ busybox and its applet links in one layer.
 Both are imported into each node's containerd (``ctr -n k8s.io images import``). The archives are
 byte-for-byte the same on every run (fixed times and owners), so a second import changes nothing.
 
-``python -m hybridlay_lab.images DIR [ARCHIVE...]`` writes ``DIR/pause.tar`` and ``DIR/busybox.tar``
-and prints a JSON list of ``{name, archive, digest}`` for them and for each other OCI ARCHIVE given
-(``podman save --format oci-archive``): what each node imports.
+``python -m hybridlay_lab.images DIR [ARCHIVE[=NAME]...]`` writes ``DIR/pause.tar`` and
+``DIR/busybox.tar`` and prints a JSON list of ``{name, archive, digest}`` for them and for each other
+OCI ARCHIVE given (``podman save --format oci-archive``; NAME: the image name the nodes give it
+instead of the archive's own): what each node imports.
 """
 
 from __future__ import annotations
@@ -127,8 +128,8 @@ def write_lab_images(folder: Path) -> dict[str, Path]:
     return {PAUSE_IMAGE: pause, WORKLOAD_IMAGE: workload}
 
 
-def describe(archive: Path) -> dict[str, str]:
-    """An OCI archive's image: its name (the index's reference annotation) and manifest digest."""
+def describe(archive: Path, name: str | None = None) -> dict[str, str]:
+    """An OCI archive's image: its name (``name``, else the index's reference annotation) and manifest digest."""
     with tarfile.open(archive) as tar:
         member = tar.extractfile("index.json")
         if member is None:
@@ -136,7 +137,7 @@ def describe(archive: Path) -> dict[str, str]:
         index = json.load(member)
     manifest = index["manifests"][0]
     annotations = manifest.get("annotations") or {}
-    name = annotations.get("io.containerd.image.name") or annotations.get("org.opencontainers.image.ref.name")
+    name = name or annotations.get("io.containerd.image.name") or annotations.get("org.opencontainers.image.ref.name")
     if not name:
         raise ValueError(f"{archive}: its index names no image")
     return {"name": name, "archive": str(archive), "digest": manifest["digest"]}
@@ -145,14 +146,15 @@ def describe(archive: Path) -> dict[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hybridlay_lab.images", description=__doc__.splitlines()[0])
     parser.add_argument("folder", type=Path)
-    parser.add_argument("archives", type=Path, nargs="*")
+    parser.add_argument("archives", nargs="*", help="ARCHIVE or ARCHIVE=NAME")
     args = parser.parse_args(argv)
     if not BUSYBOX.is_file():
         print(f"error: {BUSYBOX} missing: install Debian's busybox-static", file=sys.stderr)
         return 1
     try:
-        archives = [*write_lab_images(args.folder).values(), *args.archives]
-        print(json.dumps([describe(a) for a in archives]))
+        made = [describe(a) for a in write_lab_images(args.folder).values()]
+        given = [describe(Path(path), name or None) for path, _, name in (a.partition("=") for a in args.archives)]
+        print(json.dumps(made + given))
     except (OSError, ValueError, KeyError, tarfile.TarError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

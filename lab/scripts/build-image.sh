@@ -1,19 +1,20 @@
 #!/bin/sh
-# build-image.sh IMAGE CONTAINERFILE CONTEXT [podman build arguments...]: builds IMAGE unless it was
-# built from the same inputs (the Containerfile and the files of its context that it copies, hashed
-# into the image's label io.hybridlay.lab.inputs). Prints "changed" when it built, else "unchanged".
+# build-image.sh REPOSITORY CONTAINERFILE CONTEXT [podman build arguments...]: the image REPOSITORY:<inputs>
+# where <inputs> hashes the Containerfile, the files of its context it copies and the arguments. Built
+# unless it exists: labs of other checkouts (other sources) keep their own images side by side.
+# Prints "changed REF" when it built, else "unchanged REF".
 # HYBRIDLAY_IMAGE_INPUTS: the context's paths to hash (default: the whole context).
 set -eu
 podman="$(dirname "$(readlink -f "$0")")/podman"
-image=$1 containerfile=$2 context=$3
+repository=$1 containerfile=$2 context=$3
 shift 3
 inputs=$(cd "$context" && find ${HYBRIDLAY_IMAGE_INPUTS:-.} -type f -not -name '*.pyc' -not -path '*/__pycache__/*' \
-  -not -path '*/.mypy_cache/*' -not -path '*/.ruff_cache/*' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-16)
-want="$(sha256sum "$containerfile" | cut -c1-16)-$inputs-$(printf '%s ' "$@" | sha256sum | cut -c1-8)"
-have=$("$podman" image inspect -f '{{ index .Labels "io.hybridlay.lab.inputs" }}' "$image" 2>/dev/null || true)
-if [ "$have" = "$want" ]; then
-  echo unchanged
+  -not -path '*/.mypy_cache/*' -not -path '*/.ruff_cache/*' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -c1-12)
+tag=$( (sha256sum <"$containerfile"; echo "$inputs"; printf '%s ' "$@") | sha256sum | cut -c1-12)
+ref="$repository:$tag"
+if "$podman" image exists "$ref"; then
+  echo "unchanged $ref"
   exit 0
 fi
-"$podman" build -q --label "io.hybridlay.lab.inputs=$want" -t "$image" -f "$containerfile" "$@" "$context" >/dev/null
-echo changed
+"$podman" build -q -t "$ref" -f "$containerfile" "$@" "$context" >/dev/null
+echo "changed $ref"

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The lab switch's data plane: switch.sh NODE_NET_ADDR UNDERLAY_GATEWAY_ADDR EXTERNAL_ADDR.
+# The lab switch's data plane: switch.sh NODE_NET_ADDR UNDERLAY_GATEWAY_ADDR EXTERNAL_ADDR [NODE_NET_ADDR6].
 # Bridge br-nodes (ports n-*) holds the node network's address, bridge vlan0 (ports t-*: the rack's
 # trunk, untagged) the underlay gateway, port ext the external segment. Prints "changed" if it did anything.
 set -eu
@@ -14,6 +14,9 @@ port() {  # port bridge
   ip link show "$1" | grep -q "master $2" || run ip link set "$1" master "$2"
 }
 bridge br-nodes "$1"
+if [ -n "${4:-}" ]; then
+  ip -br addr show dev br-nodes | grep -qw "$4" || run ip addr add "$4" dev br-nodes nodad
+fi
 bridge vlan0 "$2"
 for p in $(ip -o link show | sed -n 's/^[0-9]*: \([nt]-[^@:]*\).*/\1/p'); do
   case "$p" in n-*) port "$p" br-nodes ;; t-*) port "$p" vlan0 ;; esac

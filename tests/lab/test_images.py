@@ -35,8 +35,11 @@ def test_workload_image_has_the_matrix_tools(tmp_path):
     assert {"bin/busybox", "bin/sh", "bin/ping", "bin/nc", "bin/sed", "bin/sleep"} <= names
 
 
-def test_main_lists_given_archives_too(tmp_path, capsys):
+def test_main_lists_given_archives_too_by_the_name_the_nodes_give_them(tmp_path, capsys):
     archive = images.write_lab_images(tmp_path / "a")[images.PAUSE_IMAGE]
-    assert images.main([str(tmp_path / "b"), str(archive)]) == 0
+    assert images.main([str(tmp_path / "b"), str(archive), f"{archive}=localhost/hybridlay:0.1.0"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [entry["name"] for entry in listed] == [images.PAUSE_IMAGE, images.WORKLOAD_IMAGE, images.PAUSE_IMAGE]
+    assert [entry["name"] for entry in listed] == [
+        images.PAUSE_IMAGE, images.WORKLOAD_IMAGE, images.PAUSE_IMAGE, "localhost/hybridlay:0.1.0",
+    ]  # fmt: skip
+    assert listed[2]["digest"] == listed[3]["digest"]
