@@ -137,6 +137,11 @@ def matrix_passed(out: str) -> None:
     assert "✓ scaled back to 3" in out and "✓ StatefulSet deleted: its addresses are free again" in out
     assert re.search(r"✓ pod for underlay-rack1 pinned to node3 stays Pending .*node affinity/selector", out)
     assert re.search(r"✓ overlay@node1 \S+ reaches the external host as 10\.10\.1\.11 \(SNAT", out)
+    # The BGP rack: node3's pod announced to tor-rack2, reached from everywhere without NAT.
+    assert re.search(r"✓ underlay-rack2@node3 (192\.168\.30\.\d+) reaches the external host as \1 \(no NAT", out)
+    # The dual-stack overlay's IPv6 pairs, between pods and with the nodes.
+    six = re.search(r"IPv6 from \\ to.*?\n((?: *\d+ .*\n)+)", out)
+    assert six is not None and len(six[1].splitlines()) == 6 and "✗" not in six[1], out[-8000:]
     assert "0 expected cells failed" in out
     assert "NODES" in out and "underlay-rack1" in out  # the summary (hybridlay status)
 
@@ -158,6 +163,8 @@ def cluster_is_a_cluster(made: Lab) -> None:
         assert made.on("control-plane", "systemctl", "is-active", unit).stdout.strip() == "active", unit
     for unit in ("containerd", "kubelet"):
         assert made.on("node3", "systemctl", "is-active", unit).stdout.strip() == "active", unit
+    bgp = made.on("tor-rack1", "ip", "route", "show", "192.168.30.0/24").stdout
+    assert "proto bgp" in bgp, bgp  # learned from tor-rack2, which node3 told
     conflist = made.on("node2", "cat", "/etc/cni/net.d/10-hybridlay.conflist")
     assert json.loads(conflist.stdout)["plugins"][0]["type"] == "hybridlay"
     assert made.on("node2", "readlink", "/opt/cni/bin/hybridlay").stdout.strip() == "/opt/hybridlay/cni/hybridlay"
