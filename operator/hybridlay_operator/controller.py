@@ -24,7 +24,7 @@ import dataclasses
 import hashlib
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -63,6 +63,8 @@ CONTENTION_SECONDS = 30.0
 STATUS_FLUSH_SECONDS = 1.0
 BUSY_FLUSH_SECONDS = 5.0
 RELIST_TIMEOUT_SECONDS = 300.0
+# The longest the full IPInstances wait at start for the pods waiting for an address to have theirs.
+DETAILS_DELAY_SECONDS = 10.0
 RELIST_SHARE = 10  # resync lists the IPInstances again only after ten times as long as a list took
 # UIDs of deleted IPInstances remembered between relists, so a late answer cannot bring one back.
 GONE_LIMIT = 10_000
@@ -79,26 +81,32 @@ class PodChanged(Exception):
 
 
 class WorkQueue:
-    """Keys to reconcile: each key queued once, and never handled by two workers at a time."""
+    """Keys to reconcile: each key queued once, and never handled by two workers at a time. Urgent
+    keys (pods waiting for an address) go before the others (checks of pods that have theirs), so a
+    restart's re-checks of every pod do not hold up a burst of new ones."""
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queue: asyncio.Queue[None] = asyncio.Queue()  # one token per queued key
+        self._urgent: deque[str] = deque()
+        self._later: deque[str] = deque()
         self._queued: set[str] = set()
         self._active: set[str] = set()
         self._again: set[str] = set()
 
-    def add(self, key: str) -> None:
+    def add(self, key: str, urgent: bool = False) -> None:
         if key in self._active:
             self._again.add(key)
         elif key not in self._queued:
             self._queued.add(key)
-            self._queue.put_nowait(key)
+            (self._urgent if urgent else self._later).append(key)
+            self._queue.put_nowait(None)
 
-    def add_later(self, key: str, delay: float) -> None:
-        asyncio.get_running_loop().call_later(delay, self.add, key)
+    def add_later(self, key: str, delay: float, urgent: bool = False) -> None:
+        asyncio.get_running_loop().call_later(delay, self.add, key, urgent)
 
     async def get(self) -> str:
-        key = await self._queue.get()
+        await self._queue.get()
+        key = self._urgent.popleft() if self._urgent else self._later.popleft()
         self._queued.discard(key)
         self._active.add(key)
         return key
@@ -112,6 +120,11 @@ class WorkQueue:
     @property
     def idle(self) -> bool:
         return not self._queued and not self._active
+
+    @property
+    def pressing(self) -> bool:
+        """Urgent keys are waiting."""
+        return bool(self._urgent)
 
 
 # What start() reads first: the networks, the subnets and the IPInstances' Table.
@@ -220,12 +233,23 @@ class Controller:
         )
         self.events.start()
         self._tasks = [asyncio.create_task(self._work(), name=f"reconcile-{i}") for i in range(self.config.workers)]
-        self._tasks.append(asyncio.create_task(self.instance_informer.run(), name="ipinstances"))
+        self._tasks.append(asyncio.create_task(self._follow_instances(), name="ipinstances"))
         self._tasks.append(asyncio.create_task(self.pod_informer.run(), name="pods"))
         self._tasks.append(asyncio.create_task(self._flush_loop(), name="status"))
         self._tasks.append(asyncio.create_task(self._resync_loop(), name="resync"))
         if self.config.leader_election:
             self._tasks.append(asyncio.create_task(self._lease_loop(), name="lease"))
+
+    async def _follow_instances(self) -> None:
+        """The IPInstances' informer, once the pods waiting for an address at start have theirs (or
+        after ``DETAILS_DELAY_SECONDS``): its first list, the full objects, is only for the pods that
+        already hold addresses and for orphan collection, and costs the API server what the claims
+        of a burst need."""
+        await self.pod_informer.wait_listed()
+        deadline = time.monotonic() + DETAILS_DELAY_SECONDS
+        while self.queue.pressing and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await self.instance_informer.run()
 
     def _load_answer(self, answer: dict[str, Any]) -> int:
         """Every IPInstance's address, subnet and pod, from the API server's Table of them (or the
@@ -437,7 +461,11 @@ class Controller:
         else:
             self.pods[key] = cache.slim_pod(obj)
         if self.active:
-            self.queue.add(key)
+            self._queue_pod(key)
+
+    def _queue_pod(self, key: str) -> None:
+        """Queue a pod; one that holds no address yet before the others."""
+        self.queue.add(key, urgent=key in self.pods and not self.held.get(key))
 
     def _drop_pod(self, key: str) -> None:
         self.pods.pop(key, None)
@@ -526,7 +554,7 @@ class Controller:
 
     def _retry_later(self, key: str, delay: float = RETRY_SECONDS) -> None:
         self._waiting.add(key)
-        self.queue.add_later(key, delay)
+        self.queue.add_later(key, delay, urgent=True)  # it still waits for an address
 
     def _forget(self, instance: IPInstance) -> None:
         name = instance.name
@@ -582,7 +610,7 @@ class Controller:
         left = YIELD_SECONDS - (time.monotonic() - first)
         if left <= 0:
             return False
-        self.queue.add_later(key, left)
+        self.queue.add_later(key, left, urgent=True)
         return True
 
     def _spread(self, seed: str, network: str, versions: list[int], subnets: Mapping[int, str]) -> dict[int, str]:
@@ -1326,7 +1354,7 @@ class _PodListing:
             key = d.key_of(obj)
             found[key] = controller.pods[key] = cache.slim_pod(obj)
             if controller.active:
-                controller.queue.add(key)
+                controller._queue_pod(key)
 
         return on_item
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -90,11 +91,21 @@ class Informer:
         return failures + 1
 
     async def _list(self) -> None:
+        started = time.monotonic()
+        count = 0
+
+        def counted(obj: dict[str, Any]) -> None:
+            nonlocal count
+            count += 1
+            on_item(obj)
+
         with cache.gc_paused():
             on_item = self.consumer.listing()
-            version = await self.kube.list_each(self.path, on_item, resource_version=self.resource_version or "0")
+            version = await self.kube.list_each(self.path, counted, resource_version=self.resource_version or "0")
             self._listed.set()
             self.consumer.listed()
+        log = logger.info if not self.lists else logger.debug
+        log("%s: listed %d in %.2f s", self.name, count, time.monotonic() - started)
         self.resource_version = version
         self._relist = False
         self.lists += 1
