@@ -35,7 +35,7 @@ UP_GOAL_SECONDS = 360
 # Tasks of a second lab up that may change something: hybridlay's image is rebuilt when its sources
 # changed meanwhile (other work on the same checkout), then imported and its pods restarted.
 IMAGE_TASKS = (
-    "hybridlay's image (Containerfile)",
+    "The image of hybridlay (Containerfile)",
     "Its archive for the nodes (saved once per build of the image)",
     "Images in containerd (nothing is pulled)",
     "Restart hybridlay's pods on a new image",
@@ -224,12 +224,20 @@ def day2_add_vlan_subnet(made: Lab) -> None:
 
 
 def uninstall_removes_everything(made: Lab) -> None:
-    """playbooks/uninstall.yml (forced: the lab's pods still hold addresses) removes what site.yml and
-    add_vlan_subnet.yml installed: objects, CRDs, the operator and agent, CNI plugin, switch routes."""
+    """playbooks/uninstall.yml refuses while pods hold hybridlay addresses, naming them; once the lab's
+    workloads are deleted it removes what site.yml and add_vlan_subnet.yml installed: objects, CRDs,
+    the operator and agent, the CNI plugin, switch routes."""
     plan = json.dumps({"hybridlay_subnets": [*lab_subnets(), NEW_SUBNET]})
     refused = made.run("playbooks/uninstall.yml", "-e", plan)
     assert refused.returncode != 0 and "seed_force=true" in refused.stdout, tail(refused)
-    removed = made.run("playbooks/uninstall.yml", "-e", plan, "-e", "seed_force=true")
+    assert "hybridlay-lab/second-subnet" in refused.stdout, tail(refused)
+    core = kubernetes.client.CoreV1Api(made.api())
+    core.delete_namespace("hybridlay-lab")
+    deadline = time.monotonic() + 180
+    while [n for n in core.list_namespace().items if n.metadata.name == "hybridlay-lab"]:
+        assert time.monotonic() < deadline, "namespace hybridlay-lab not gone"
+        time.sleep(2)
+    removed = made.run("playbooks/uninstall.yml", "-e", plan)
     assert removed.returncode == 0, tail(removed)
     api = made.api()
     crds = kubernetes.client.ApiextensionsV1Api(api).list_custom_resource_definition().items
