@@ -96,7 +96,7 @@ class Lab:
     def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """lab.sh [PLAYBOOK] with this lab's settings and ``args``."""
         playbook = [a for a in args[:1] if a.endswith(".yml")]
-        return lab(*playbook, *self.args, *args[len(playbook):], env=env)
+        return lab(*playbook, *self.args, *args[len(playbook) :], env=env)
 
     def on(self, host: str, *command: str) -> subprocess.CompletedProcess[str]:
         return in_lab(self.prefix, host, *command)
